@@ -1,0 +1,2 @@
+#include "CISAL.h"
+int cisal_available(void) { return 0; }
