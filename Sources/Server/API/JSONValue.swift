@@ -1,0 +1,177 @@
+import Foundation
+
+/// A parsed JSON value, used to check request bodies strictly before trusting them.
+enum JSONValue: Sendable, Equatable, Decodable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let b = try? container.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? container.decode(Int.self) {
+            self = .int(i)
+        } else if let d = try? container.decode(Double.self) {
+            self = .double(d)
+        } else if let s = try? container.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? container.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    /// Parses a body; the error message is meant for a client.
+    static func parse(_ bytes: [UInt8]) throws(APIError) -> JSONValue {
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) {
+            throw APIError(.invalidJSON, "the request body is empty; send a JSON object")
+        }
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        } catch {
+            throw APIError(.invalidJSON, "the request body is not valid JSON")
+        }
+    }
+
+    var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .int, .double: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+}
+
+/// Reads fields of a JSON object: unknown fields and wrong types are 400 with the field's name.
+struct JSONObjectReader {
+    private let fields: [String: JSONValue]
+
+    init(_ value: JSONValue, known: [String]) throws(APIError) {
+        guard case .object(let fields) = value else {
+            throw APIError(.invalidJSON, "the request body must be a JSON object, got \(value.typeName)")
+        }
+        let unknown = fields.keys.filter { !known.contains($0) }.sorted()
+        if let first = unknown.first {
+            var message = "unknown field \"\(first)\""
+            if let suggestion = Suggestion.closest(to: first, in: known) {
+                message += "; did you mean \"\(suggestion)\"?"
+            } else {
+                message += "; known fields: \(known.joined(separator: ", "))"
+            }
+            throw APIError(.invalidField, message)
+        }
+        self.fields = fields
+    }
+
+    func int(_ name: String, _ range: ClosedRange<Int>) throws(APIError) -> Int? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard case .int(let n) = value else {
+            throw APIError(.invalidField, "field \"\(name)\" must be an integer, got \(value.typeName)")
+        }
+        guard range.contains(n) else {
+            throw APIError(.invalidField, "field \"\(name)\" must be in \(range.lowerBound)..\(range.upperBound)")
+        }
+        return n
+    }
+
+    func bool(_ name: String) throws(APIError) -> Bool? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard case .bool(let b) = value else {
+            throw APIError(.invalidField, "field \"\(name)\" must be true or false, got \(value.typeName)")
+        }
+        return b
+    }
+
+    func string(_ name: String) throws(APIError) -> String? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard case .string(let s) = value else {
+            throw APIError(.invalidField, "field \"\(name)\" must be a string, got \(value.typeName)")
+        }
+        return s
+    }
+
+    func strings(_ name: String) throws(APIError) -> [String]? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard case .array(let items) = value else {
+            throw APIError(.invalidField, "field \"\(name)\" must be an array of strings, got \(value.typeName)")
+        }
+        var result: [String] = []
+        for item in items {
+            guard case .string(let s) = item else {
+                throw APIError(.invalidField, "field \"\(name)\" must contain only strings, found \(item.typeName)")
+            }
+            result.append(s)
+        }
+        return result
+    }
+}
+
+/// `POST /v1/backup`.
+struct BackupSubmission: Sendable, Equatable {
+    var instance: Int
+    var namespaces: [String]?
+    var compress: Bool?
+    var verify: Bool?
+    var threads: Int?
+    var dryRun: Bool
+
+    static func decode(_ body: [UInt8]) throws(APIError) -> BackupSubmission {
+        let known = ["instance", "namespaces", "compress", "verify", "threads", "dry-run"]
+        let reader = try JSONObjectReader(try JSONValue.parse(body), known: known)
+        guard let instance = try reader.int("instance", 0...15) else {
+            throw APIError(.invalidField, "field \"instance\" is required (0..15)")
+        }
+        return BackupSubmission(
+            instance: instance, namespaces: try checkedNamespaces(reader.strings("namespaces")),
+            compress: try reader.bool("compress"), verify: try reader.bool("verify"),
+            threads: try reader.int("threads", 0...1024), dryRun: try reader.bool("dry-run") ?? false)
+    }
+}
+
+/// `POST /v1/restore`.
+struct RestoreSubmission: Sendable, Equatable {
+    var instance: Int
+    var namespaces: [String]?
+    var backup: String?
+    var verify: Bool?
+    var threads: Int?
+    var dryRun: Bool
+
+    static func decode(_ body: [UInt8]) throws(APIError) -> RestoreSubmission {
+        let known = ["instance", "namespaces", "backup", "verify", "threads", "dry-run"]
+        let reader = try JSONObjectReader(try JSONValue.parse(body), known: known)
+        guard let instance = try reader.int("instance", 0...15) else {
+            throw APIError(.invalidField, "field \"instance\" is required (0..15)")
+        }
+        let backup = try reader.string("backup")
+        if let backup, !Paths.isSafeName(backup) {
+            throw APIError(.invalidField, "field \"backup\" is not a backup id")
+        }
+        return RestoreSubmission(
+            instance: instance, namespaces: try checkedNamespaces(reader.strings("namespaces")), backup: backup,
+            verify: try reader.bool("verify"), threads: try reader.int("threads", 0...1024),
+            dryRun: try reader.bool("dry-run") ?? false)
+    }
+}
+
+private func checkedNamespaces(_ names: [String]?) throws(APIError) -> [String]? {
+    guard let names else { return nil }
+    if names.isEmpty { throw APIError(.invalidField, "field \"namespaces\" must not be empty; omit it for all") }
+    var seen: Set<String> = []
+    for name in names {
+        if let problem = NamespaceName.problem(name) { throw APIError(.invalidField, problem) }
+        if !seen.insert(name).inserted { throw APIError(.invalidField, "namespace \"\(name)\" is listed twice") }
+    }
+    return names
+}

@@ -1,0 +1,82 @@
+import Glibc
+
+/// Reads a config file, parses it, then checks what only the file system can tell
+/// (usable directories, the token file). Every error is collected.
+enum ConfigLoader {
+    static func load(path: String) -> Result<Config, ConfigErrors> {
+        let absolute = Paths.resolve(path, against: FileSystem.currentDirectory())
+        let bytes: [UInt8]
+        do {
+            bytes = try FileSystem.readFile(absolute, limit: 1 << 20)
+        } catch {
+            return .failure(
+                ConfigErrors(errors: [
+                    ConfigError(file: path, line: 0, path: "", message: "cannot read the config file: \(error)")
+                ]))
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            return .failure(
+                ConfigErrors(errors: [ConfigError(file: path, line: 0, path: "", message: "the file is not UTF-8")]))
+        }
+        switch Config.parse(text, file: absolute) {
+        case .failure(let errors):
+            return .failure(errors)
+        case .success(var config):
+            let errors = checkEnvironment(&config)
+            return errors.isEmpty ? .success(config) : .failure(ConfigErrors(errors: errors))
+        }
+    }
+
+    /// Checks directories and reads the token; fills `config.authToken`.
+    static func checkEnvironment(_ config: inout Config) -> [ConfigError] {
+        var errors: [ConfigError] = []
+        func add(_ path: String, _ message: String) {
+            errors.append(ConfigError(file: config.file, line: config.lines[path] ?? 0, path: path, message: message))
+        }
+        if let problem = FileSystem.directoryProblem(config.service.stateDir) {
+            add("service.state-dir", problem)
+        }
+        for (index, instance) in config.instances.enumerated() {
+            if let problem = FileSystem.directoryProblem(instance.backupPath) {
+                add("instances[\(index)].backup-path", problem)
+            }
+            if instance.backupPath == config.service.stateDir
+                || instance.backupPath.hasPrefix(config.service.stateDir + "/")
+            {
+                add("instances[\(index)].backup-path", "must not be inside service.state-dir")
+            }
+        }
+        if let tokenFile = config.service.tokenFile {
+            var st = stat()
+            if stat(tokenFile, &st) == 0, st.st_mode & 0o044 != 0 {
+                add(
+                    "service.auth.token-file",
+                    "\(tokenFile) is readable by other users (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it"
+                )
+            }
+            do {
+                let bytes = try FileSystem.readFile(tokenFile, limit: 4096)
+                let token = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
+                if token.isEmpty {
+                    add("service.auth.token-file", "\(tokenFile) is empty")
+                } else if token.contains(where: { $0.isWhitespace }) {
+                    add("service.auth.token-file", "the token in \(tokenFile) must be one word")
+                } else {
+                    config.authToken = token
+                }
+            } catch {
+                add("service.auth.token-file", "cannot read the token file: \(error)")
+            }
+        }
+        return errors
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}
