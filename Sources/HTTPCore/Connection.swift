@@ -1,0 +1,433 @@
+import Dispatch
+import Glibc
+
+/// One accepted connection: reads, parses, dispatches one request at a time, writes, times out.
+///
+/// Every mutable field is confined to `queue`. The fd is closed exactly once, after the read and
+/// write sources are cancelled.
+final class Connection: @unchecked Sendable {
+    private enum State {
+        case open
+        /// Response sent with `Connection: close`; write side shut, draining reads until EOF or timeout.
+        case lingering
+        case closed
+    }
+
+    /// What the response being written answers, for the hooks and the framing.
+    private struct Exchange {
+        var method: String
+        var routePattern: String?
+        var isHead: Bool
+        var version: HTTPVersion
+        var keepAlive: Bool
+        var started: ContinuousClock.Instant
+    }
+
+    static let lingerTimeout: UInt64 = 2_000_000_000
+    static let lingerByteLimit = 1 << 20
+    static let readChunk = 16384
+
+    let id: Int
+    let fd: Int32
+    let remoteAddress: String
+    let queue: DispatchQueue
+    private let core: ServerCore
+
+    private var parser: RequestParser
+    private var state = State.open
+    private var readSource: (any DispatchSourceRead)?
+    private var writeSource: (any DispatchSourceWrite)?
+    private var timer: (any DispatchSourceTimer)?
+    private var readSuspended = false
+    private var writeSuspended = true
+    private var liveSources = 0
+
+    /// A request is being handled or its response written: reading is paused.
+    private var inFlight = false
+    private var isProcessing = false
+    private var pendingWrite: [UInt8] = []
+    private var writeOffset = 0
+    private var responseQueued = false
+    private var closeAfterWrite = false
+    private var requestsServed = 0
+    private var isShuttingDown = false
+
+    private var headStartedAt: UInt64
+    private var awaitingFirstByte = false
+    private var lastReadAt: UInt64
+    private var idleSince: UInt64
+    private var lastWriteProgressAt: UInt64 = 0
+    private var lingerStartedAt: UInt64 = 0
+    private var lingerBytes = 0
+
+    init(id: Int, fd: Int32, remoteAddress: String, core: ServerCore) {
+        self.id = id
+        self.fd = fd
+        self.remoteAddress = remoteAddress
+        self.core = core
+        queue = DispatchQueue(label: "HTTPServer.connection")
+        parser = RequestParser(limits: core.limits)
+        let now = Self.now()
+        headStartedAt = now
+        lastReadAt = now
+        idleSince = now
+    }
+
+    @inline(__always)
+    private static func now() -> UInt64 {
+        DispatchTime.now().uptimeNanoseconds
+    }
+
+    func start() {
+        queue.async { [self] in
+            let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+            read.setEventHandler { [self] in onReadable() }
+            read.setCancelHandler { [self] in sourceCancelled() }
+            liveSources += 1
+            readSource = read
+            let timer = DispatchSource.makeTimerSource(queue: queue)
+            timer.schedule(deadline: .now() + core.tick, repeating: core.tick, leeway: core.tick)
+            timer.setEventHandler { [self] in onTick() }
+            self.timer = timer
+            if core.shutdownStarted.load(ordering: .acquiring) {
+                isShuttingDown = true
+            }
+            read.resume()
+            timer.resume()
+        }
+    }
+
+    /// Shutdown: idle connections close now; busy ones close after their current response.
+    func beginShutdown() {
+        queue.async { [self] in
+            isShuttingDown = true
+            if state == .open && !inFlight && parser.phase == .idle && pendingWrite.isEmpty {
+                close()
+            }
+        }
+    }
+
+    func forceClose() {
+        queue.async { [self] in close() }
+    }
+
+    // MARK: Reading
+
+    private func onReadable() {
+        guard state != .closed else { return }
+        let count = withUnsafeTemporaryAllocation(byteCount: Self.readChunk, alignment: 16) { buffer -> Int in
+            let count = recv(fd, buffer.baseAddress, buffer.count, 0)
+            if count > 0 && state == .open {
+                if awaitingFirstByte {
+                    headStartedAt = Self.now()
+                    awaitingFirstByte = false
+                }
+                parser.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            }
+            return count
+        }
+        if count > 0 {
+            switch state {
+            case .open:
+                lastReadAt = Self.now()
+                process()
+            case .lingering:
+                lingerBytes += count
+                if lingerBytes > Self.lingerByteLimit { close() }
+            case .closed:
+                break
+            }
+        } else if count == 0 {
+            // EOF: a partial request is dropped without a response; the handler is never called.
+            close()
+        } else if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+            close()
+        }
+    }
+
+    /// Runs the parser until it needs more bytes or a request is in flight.
+    private func process() {
+        guard !isProcessing else { return }
+        isProcessing = true
+        defer { isProcessing = false }
+        while state == .open && !inFlight {
+            switch parser.next() {
+            case .needMore:
+                updateReadInterest()
+                return
+            case .head(let head):
+                if head.expectsContinue {
+                    expectContinue(head)
+                }
+            case .request(let head, let body):
+                handle(head, body: body)
+            case .error(let error):
+                sendError(status: error.status, code: error.code, message: error.message, method: nil, close: true)
+            }
+        }
+        updateReadInterest()
+    }
+
+    /// Sends `100 Continue` only when the body is wanted: the route exists and nothing of the body came yet.
+    private func expectContinue(_ head: RequestHead) {
+        switch core.router.resolve(method: head.method, target: head.target) {
+        case .matched:
+            if parser.bufferedByteCount == 0 {
+                write(ResponseSerializer.continueResponse)
+            }
+        case .notFound, .methodNotAllowed:
+            // Answer at once; the body was not read, so the connection closes.
+            respondToRoutingFailure(head, close: true)
+        }
+    }
+
+    private func updateReadInterest() {
+        guard state == .open, let readSource else { return }
+        let wantsRead = !inFlight
+        if wantsRead && readSuspended {
+            readSuspended = false
+            readSource.resume()
+        } else if !wantsRead && !readSuspended {
+            readSuspended = true
+            readSource.suspend()
+        }
+    }
+
+    // MARK: Requests
+
+    private func handle(_ head: RequestHead, body: [UInt8]) {
+        requestsServed += 1
+        let started = ContinuousClock.now
+        switch core.router.resolve(method: head.method, target: head.target) {
+        case .notFound, .methodNotAllowed:
+            respondToRoutingFailure(head, close: false)
+        case .matched(let handler, let pattern, let parameters):
+            var request = HTTPRequest(head: head, body: body, remoteAddress: remoteAddress)
+            request.pathParameters = parameters
+            request.routePattern = pattern
+            let exchange = Exchange(
+                method: head.method, routePattern: pattern, isHead: head.method == "HEAD", version: head.version,
+                keepAlive: head.keepAlive, started: started)
+            inFlight = true
+            Task { [self] in
+                let response = await handler(request)
+                queue.async { [self] in
+                    guard state == .open else { return }
+                    send(response, exchange: exchange)
+                }
+            }
+        }
+    }
+
+    private func respondToRoutingFailure(_ head: RequestHead, close: Bool) {
+        let exchange = Exchange(
+            method: head.method, routePattern: nil, isHead: head.method == "HEAD", version: head.version,
+            keepAlive: head.keepAlive && !close, started: ContinuousClock.now)
+        switch core.router.resolve(method: head.method, target: head.target) {
+        case .methodNotAllowed(let allow):
+            var response = core.hooks.errorResponse(405, "METHOD_NOT_ALLOWED", "method not allowed")
+            response.headers.replaceOrAdd(name: "Allow", value: allow.joined(separator: ", "))
+            inFlight = true
+            send(response, exchange: exchange)
+        default:
+            inFlight = true
+            send(core.hooks.errorResponse(404, "NOT_FOUND", "no such resource"), exchange: exchange)
+        }
+    }
+
+    private func sendError(status: Int, code: String, message: String, method: String?, close: Bool) {
+        let exchange = Exchange(
+            method: method ?? "", routePattern: nil, isHead: false, version: .http11, keepAlive: !close,
+            started: ContinuousClock.now)
+        inFlight = true
+        send(core.hooks.errorResponse(status, code, message), exchange: exchange)
+    }
+
+    private func send(_ response: HTTPResponse, exchange: Exchange) {
+        let close =
+            !exchange.keepAlive || requestsServed >= core.configuration.maxRequestsPerConnection || isShuttingDown
+            || core.shutdownStarted.load(ordering: .relaxed)
+        var framing = ResponseSerializer.Framing()
+        framing.isHead = exchange.isHead
+        framing.close = close
+        framing.keepAliveHeader = !close && exchange.version == .http10
+        let bytes = ResponseSerializer.serialize(response, date: core.dateCache.current(), framing: framing)
+        core.hooks.onResponse(
+            exchange.method, exchange.routePattern, response.status, ContinuousClock.now - exchange.started)
+        closeAfterWrite = close
+        responseQueued = true
+        write(bytes)
+    }
+
+    // MARK: Writing
+
+    private func write(_ bytes: [UInt8]) {
+        if pendingWrite.isEmpty {
+            pendingWrite = bytes
+            writeOffset = 0
+            lastWriteProgressAt = Self.now()
+        } else {
+            pendingWrite.append(contentsOf: bytes)
+        }
+        flush()
+    }
+
+    private func flush() {
+        guard state == .open else { return }
+        while writeOffset < pendingWrite.count {
+            let written = pendingWrite.withUnsafeBytes { bytes in
+                Glibc.send(fd, bytes.baseAddress! + writeOffset, bytes.count - writeOffset, Int32(MSG_NOSIGNAL))
+            }
+            if written > 0 {
+                writeOffset += written
+                lastWriteProgressAt = Self.now()
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                awaitWritable()
+                return
+            } else {
+                close()
+                return
+            }
+        }
+        pendingWrite.removeAll(keepingCapacity: pendingWrite.capacity <= 1 << 16)
+        writeOffset = 0
+        if let writeSource, !writeSuspended {
+            writeSuspended = true
+            writeSource.suspend()
+        }
+        if responseQueued {
+            responseQueued = false
+            responseWritten()
+        }
+    }
+
+    private func awaitWritable() {
+        if writeSource == nil {
+            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+            source.setEventHandler { [self] in flush() }
+            source.setCancelHandler { [self] in sourceCancelled() }
+            liveSources += 1
+            writeSource = source
+            writeSuspended = true
+        }
+        if writeSuspended, let writeSource {
+            writeSuspended = false
+            writeSource.resume()
+        }
+    }
+
+    private func responseWritten() {
+        inFlight = false
+        if closeAfterWrite {
+            startLingeringClose()
+            return
+        }
+        let now = Self.now()
+        idleSince = now
+        if parser.bufferedByteCount > 0 {
+            headStartedAt = now
+            awaitingFirstByte = false
+        } else {
+            awaitingFirstByte = true
+        }
+        if isProcessing {
+            return  // the running parse loop picks up the next pipelined request
+        }
+        process()
+    }
+
+    // MARK: Closing
+
+    /// Half-closes and drains the peer briefly so the last response is not lost to a reset (RFC 9112 §9.6).
+    private func startLingeringClose() {
+        guard state == .open else { return }
+        guard shutdown(fd, Int32(SHUT_WR)) == 0 else {
+            close()
+            return
+        }
+        state = .lingering
+        lingerStartedAt = Self.now()
+        if let readSource, readSuspended {
+            readSuspended = false
+            readSource.resume()
+        }
+    }
+
+    private func close() {
+        guard state != .closed else { return }
+        state = .closed
+        timer?.cancel()
+        timer = nil
+        if let writeSource {
+            writeSource.cancel()
+            if writeSuspended {
+                writeSuspended = false
+                writeSource.resume()
+            }
+        }
+        if let readSource {
+            readSource.cancel()
+            if readSuspended {
+                readSuspended = false
+                readSource.resume()
+            }
+        }
+        if liveSources == 0 {
+            finishClose()
+        }
+    }
+
+    private func sourceCancelled() {
+        liveSources -= 1
+        if liveSources == 0 && state == .closed {
+            finishClose()
+        }
+    }
+
+    private func finishClose() {
+        readSource = nil
+        writeSource = nil
+        Glibc.close(fd)
+        core.connectionClosed(id: id)
+    }
+
+    // MARK: Deadlines
+
+    private func onTick() {
+        let now = Self.now()
+        switch state {
+        case .closed:
+            return
+        case .lingering:
+            if now &- lingerStartedAt > Self.lingerTimeout { close() }
+        case .open:
+            if !pendingWrite.isEmpty {
+                if now &- lastWriteProgressAt > UInt64(core.configuration.writeTimeout.nanoseconds) { close() }
+                return
+            }
+            guard !inFlight else { return }
+            switch parser.phase {
+            case .idle:
+                if requestsServed == 0 {
+                    if now &- headStartedAt > UInt64(core.configuration.headTimeout.nanoseconds) { close() }
+                } else if now &- idleSince > UInt64(core.configuration.idleTimeout.nanoseconds) {
+                    close()
+                }
+            case .head:
+                if now &- headStartedAt > UInt64(core.configuration.headTimeout.nanoseconds) {
+                    sendError(
+                        status: 408, code: "REQUEST_TIMEOUT", message: "request head not received in time", method: nil,
+                        close: true)
+                }
+            case .body:
+                if now &- lastReadAt > UInt64(core.configuration.bodyTimeout.nanoseconds) {
+                    sendError(
+                        status: 408, code: "REQUEST_TIMEOUT", message: "request body not received in time", method: nil,
+                        close: true)
+                }
+            }
+        }
+    }
+}

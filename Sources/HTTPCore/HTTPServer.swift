@@ -1,0 +1,233 @@
+import Dispatch
+import Glibc
+import Synchronization
+
+/// An HTTP/1.1 server on POSIX sockets and Dispatch.
+///
+/// One serial queue accepts; each connection has its own serial queue, a read source, a lazily
+/// created write source and a coarse timer for its deadlines. A connection reads one request at a
+/// time: while its handler runs (as a `Task`), reading stops, so pipelined requests are answered in
+/// order and a client cannot push unbounded data. At ``HTTPServerConfiguration/maxConnections``
+/// the server stops accepting; new connections wait in the kernel's listen backlog.
+public final class HTTPServer: Sendable {
+    let core: ServerCore
+
+    public init(configuration: HTTPServerConfiguration, router: Router, hooks: HTTPServerHooks = HTTPServerHooks()) {
+        core = ServerCore(configuration: configuration, router: router, hooks: hooks)
+    }
+
+    /// Binds and listens.
+    ///
+    /// - Throws: ``HTTPServerError`` with a clear message (address in use, cannot resolve ...).
+    public func start() throws {
+        try core.start()
+    }
+
+    /// The bound port (after ``start()``), 0 before.
+    public var port: Int {
+        core.boundPort.load(ordering: .acquiring)
+    }
+
+    /// Stops accepting, lets in-flight requests finish within `gracePeriod`, closes idle connections,
+    /// then closes whatever is left. Returns when every connection and the listener are closed.
+    public func shutdown(gracePeriod: Duration) async {
+        await core.shutdown(gracePeriod: gracePeriod)
+    }
+
+    /// Open connections right now.
+    var openConnections: Int { core.openConnections.load(ordering: .acquiring) }
+    /// Connections accepted and closed since start (each fd is closed exactly once).
+    var acceptedConnections: Int { core.acceptedCount.load(ordering: .acquiring) }
+    var closedConnections: Int { core.closedCount.load(ordering: .acquiring) }
+}
+
+/// The shared state of a server. Mutable fields are confined to `queue`; counters are atomics.
+final class ServerCore: @unchecked Sendable {
+    let configuration: HTTPServerConfiguration
+    let router: Router
+    let hooks: HTTPServerHooks
+    let limits: ParserLimits
+    let queue = DispatchQueue(label: "HTTPServer.accept")
+    let dateCache = DateCache()
+    let boundPort = Atomic<Int>(0)
+    let openConnections = Atomic<Int>(0)
+    let acceptedCount = Atomic<Int>(0)
+    let closedCount = Atomic<Int>(0)
+    let listenerOpen = Atomic<Bool>(false)
+    /// Set once shutdown begins; read by connections to answer with `Connection: close`.
+    let shutdownStarted = Atomic<Bool>(false)
+
+    /// The timer tick of each connection: a quarter of the shortest timeout, within 10 ms ... 1 s.
+    let tick: DispatchTimeInterval
+
+    private var listenFD: Int32 = -1
+    private var acceptSource: (any DispatchSourceRead)?
+    private var acceptSuspended = false
+    private var connections: [Int: Connection] = [:]
+    private var nextID = 0
+    private var isShuttingDown = false
+    private var started = false
+
+    init(configuration: HTTPServerConfiguration, router: Router, hooks: HTTPServerHooks) {
+        self.configuration = configuration
+        self.router = router
+        self.hooks = hooks
+        limits = configuration.parserLimits
+        let shortest = [
+            configuration.headTimeout, configuration.bodyTimeout, configuration.idleTimeout,
+            configuration.writeTimeout,
+        ].min()!
+        let quarter = shortest.nanoseconds / 4
+        tick = .nanoseconds(Int(min(max(quarter, 10_000_000), 1_000_000_000)))
+    }
+
+    func start() throws(HTTPServerError) {
+        _ = Syscalls.ignoreSIGPIPE
+        let result: Result<Void, HTTPServerError> = queue.sync {
+            guard !started else { return .failure(HTTPServerError(message: "server already started")) }
+            let listener: (fd: Int32, port: Int)
+            do {
+                listener = try Syscalls.listen(
+                    host: configuration.host, port: configuration.port, backlog: configuration.listenBacklog)
+            } catch let error as HTTPServerError {
+                return .failure(error)
+            } catch {
+                return .failure(HTTPServerError(message: "\(error)"))
+            }
+            started = true
+            listenFD = listener.fd
+            boundPort.store(listener.port, ordering: .releasing)
+            listenerOpen.store(true, ordering: .releasing)
+            let source = DispatchSource.makeReadSource(fileDescriptor: listener.fd, queue: queue)
+            source.setEventHandler { [unowned self] in acceptConnections() }
+            let fd = listener.fd
+            source.setCancelHandler { [self] in
+                Glibc.close(fd)
+                listenerOpen.store(false, ordering: .releasing)
+            }
+            acceptSource = source
+            source.resume()
+            return .success(())
+        }
+        try result.get()
+    }
+
+    /// Accepts what is pending, up to a batch, without going past the connection cap.
+    private func acceptConnections() {
+        for _ in 0..<64 {
+            guard !isShuttingDown else { return }
+            guard connections.count < configuration.maxConnections else {
+                suspendAccepting()
+                return
+            }
+            guard let accepted = Syscalls.accept(listenFD) else {
+                switch errno {
+                case EINTR, ECONNABORTED, EPROTO:
+                    continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    // Out of descriptors or memory: back off instead of spinning on the readable listener.
+                    suspendAccepting()
+                    queue.asyncAfter(deadline: .now() + .milliseconds(100)) { [self] in resumeAcceptingIfPossible() }
+                    return
+                default:
+                    return
+                }
+            }
+            let id = nextID
+            nextID += 1
+            let connection = Connection(id: id, fd: accepted.fd, remoteAddress: accepted.remote, core: self)
+            connections[id] = connection
+            acceptedCount.add(1, ordering: .relaxed)
+            openConnections.add(1, ordering: .releasing)
+            connection.start()
+        }
+    }
+
+    private func suspendAccepting() {
+        guard let acceptSource, !acceptSuspended else { return }
+        acceptSource.suspend()
+        acceptSuspended = true
+    }
+
+    private func resumeAcceptingIfPossible() {
+        guard let acceptSource, acceptSuspended, !isShuttingDown,
+            connections.count < configuration.maxConnections
+        else { return }
+        acceptSuspended = false
+        acceptSource.resume()
+    }
+
+    /// Called by a connection once its fd is closed.
+    func connectionClosed(id: Int) {
+        queue.async { [self] in
+            guard connections.removeValue(forKey: id) != nil else { return }
+            closedCount.add(1, ordering: .relaxed)
+            openConnections.subtract(1, ordering: .releasing)
+            resumeAcceptingIfPossible()
+        }
+    }
+
+    func shutdown(gracePeriod: Duration) async {
+        let open: [Connection] = queue.sync {
+            guard !isShuttingDown else { return [] }
+            isShuttingDown = true
+            shutdownStarted.store(true, ordering: .releasing)
+            if let acceptSource {
+                acceptSource.cancel()
+                if acceptSuspended {
+                    acceptSuspended = false
+                    acceptSource.resume()
+                }
+            }
+            acceptSource = nil
+            return Array(connections.values)
+        }
+        for connection in open {
+            connection.beginShutdown()
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + gracePeriod
+        while openConnections.load(ordering: .acquiring) > 0 && clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if openConnections.load(ordering: .acquiring) > 0 {
+            let remaining: [Connection] = queue.sync { Array(connections.values) }
+            for connection in remaining {
+                connection.forceClose()
+            }
+            let hardDeadline = clock.now + .seconds(5)
+            while openConnections.load(ordering: .acquiring) > 0 && clock.now < hardDeadline {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        let listenerDeadline = clock.now + .seconds(5)
+        while listenerOpen.load(ordering: .acquiring) && clock.now < listenerDeadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let total = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        guard !total.overflow else { return seconds > 0 ? Int64.max : Int64.min }
+        return total.partialValue &+ attoseconds / 1_000_000_000
+    }
+}
+
+/// The `Date` header value, formatted at most once per second.
+final class DateCache: Sendable {
+    private let cache = Mutex<(second: Int, text: String)>((-1, ""))
+
+    func current() -> String {
+        let now = Int(time(nil))
+        return cache.withLock { entry in
+            if entry.second != now {
+                entry = (now, HTTPDate.format(epochSeconds: now))
+            }
+            return entry.text
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Glibc
+
+/// An error from the socket layer, carrying errno and what was being done.
+public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var errno: Int32
+
+    init(_ operation: String, errno: Int32 = Glibc.errno) {
+        self.errno = errno
+        message = "\(operation): \(String(cString: strerror(errno)))"
+    }
+
+    init(message: String) {
+        self.message = message
+        errno = 0
+    }
+
+    public var description: String { message }
+}
+
+enum Syscalls {
+    static let ignoreSIGPIPE: Void = {
+        _ = signal(SIGPIPE, SIG_IGN)
+    }()
+
+    /// Creates, configures, binds and listens; returns the fd and the bound port.
+    /// The corresponding C functions are `getaddrinfo`, `socket`, `setsockopt`, `bind` and `listen`.
+    static func listen(host: String, port: Int, backlog: Int) throws(HTTPServerError) -> (fd: Int32, port: Int) {
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        let status = getaddrinfo(bare, String(port), &hints, &result)
+        guard status == 0, let info = result else {
+            throw HTTPServerError(
+                message: "cannot resolve listen address \(host): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(result) }
+        let fd = socket(
+            info.pointee.ai_family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HTTPServerError("socket") }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+            let error = HTTPServerError("cannot bind \(host):\(port)")
+            Glibc.close(fd)
+            throw error
+        }
+        guard Glibc.listen(fd, Int32(clamping: max(1, backlog))) == 0 else {
+            let error = HTTPServerError("cannot listen on \(host):\(port)")
+            Glibc.close(fd)
+            throw error
+        }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else {
+            let error = HTTPServerError("getsockname")
+            Glibc.close(fd)
+            throw error
+        }
+        return (fd, address(of: storage).port)
+    }
+
+    /// Accepts one connection, made non-blocking and close-on-exec, with TCP_NODELAY set.
+    /// The corresponding C functions are `accept` and `fcntl`.
+    static func accept(_ listener: Int32) -> (fd: Int32, remote: String)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.accept(listener, $0, &length)
+            }
+        }
+        guard fd >= 0 else { return nil }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        let address = address(of: storage)
+        let remote =
+            storage.ss_family == sa_family_t(AF_INET6)
+            ? "[\(address.host)]:\(address.port)" : "\(address.host):\(address.port)"
+        return (fd, remote)
+    }
+
+    static func address(of storage: sockaddr_storage) -> (host: String, port: Int) {
+        var storage = storage
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        return withUnsafePointer(to: &storage) { pointer in
+            if pointer.pointee.ss_family == sa_family_t(AF_INET6) {
+                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                    var raw = address.pointee.sin6_addr
+                    inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count))
+                    return (
+                        text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) },
+                        Int(UInt16(bigEndian: address.pointee.sin6_port))
+                    )
+                }
+            }
+            return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                var raw = address.pointee.sin_addr
+                inet_ntop(AF_INET, &raw, &text, socklen_t(text.count))
+                return (
+                    text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) },
+                    Int(UInt16(bigEndian: address.pointee.sin_port))
+                )
+            }
+        }
+    }
+}
