@@ -1,11 +1,83 @@
 import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
 
 // Owned by the service work (issue 4).
 
+/// EX_CONFIG from sysexits.h: systemd's RestartPreventExitStatus=78 stops a restart loop on a bad config.
+let exitConfigError: Int32 = 78
+
+/// Loads the config or prints every error (one line each) and exits 78.
+func loadConfigOrExit(_ path: String) throws -> Config {
+    switch ConfigLoader.load(path: path) {
+    case .success(let config):
+        return config
+    case .failure(let errors):
+        for error in errors.errors { FileHandle.standardError.write(Data("asmtd: config error: \(error)\n".utf8)) }
+        throw ExitCode(exitConfigError)
+    }
+}
+
 struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve")
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the REST service (the default command).")
+
+    @Option(name: [.short, .long], help: "The YAML configuration file.")
+    var config: String
+
+    func run() async throws {
+        let loaded = try loadConfigOrExit(config)
+        let json = loaded.service.logFormat == .json
+        let level = loaded.service.logLevel.loggerLevel
+        LoggingSystem.bootstrap { label in ServiceLogHandler(label: label, level: level, json: json) }
+        let logger = Logger(label: "asmtd")
+
+        // Signals arrive through Dispatch, not as asynchronous handlers.
+        signal(SIGPIPE, SIG_IGN)
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        let queue = DispatchQueue(label: "asmtd.signals")
+        var sources: [any DispatchSourceSignal] = []
+        for number in [SIGTERM, SIGINT, SIGHUP] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            sources.append(source)
+        }
+
+        let service = Service(config: loaded, logger: logger)
+        do {
+            try service.start()
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
+        for await number in stream {
+            if number == SIGHUP {
+                logger.warning("SIGHUP ignored: configuration reload is not supported; restart asmtd to apply changes")
+                continue
+            }
+            logger.info("signal received", metadata: ["signal": "\(number == SIGTERM ? "SIGTERM" : "SIGINT")"])
+            break
+        }
+        await service.shutdown()
+        withExtendedLifetime(sources) {}
+    }
 }
 
 struct ValidateCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "validate")
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Check a configuration file and exit: 0 when valid, 78 with every error otherwise.")
+
+    @Option(name: [.short, .long], help: "The YAML configuration file.")
+    var config: String
+
+    func run() async throws {
+        let loaded = try loadConfigOrExit(config)
+        let instances = loaded.instances.map { "\($0.instance) (\($0.namespaces.joined(separator: ",")))" }
+        print("\(loaded.file): valid; instances \(instances.joined(separator: ", "))")
+    }
 }

@@ -1,0 +1,289 @@
+import Foundation
+import Glibc
+import HTTPCore
+import ShmEngine
+
+/// The routes and their handlers.
+struct API: Sendable {
+    let config: Config
+    let jobs: JobManager
+    let metrics: Metrics
+
+    func router() -> Router {
+        var router = Router()
+        router.add("GET", "/health") { _ in Responses.json(200, ["status": "ok"]) }
+        router.add("GET", "/ready") { _ in await ready() }
+        router.add("GET", "/version") { _ in
+            Responses.json(200, ["name": "asmtd", "version": Engine.version])
+        }
+        router.add("GET", "/metrics") { _ in
+            Responses.text(200, metrics.render(), contentType: Exposition.contentType)
+        }
+        router.add("POST", "/v1/backup", guarded { (request) throws(APIError) in try await submitBackup(request) })
+        router.add("POST", "/v1/restore", guarded { (request) throws(APIError) in try await submitRestore(request) })
+        router.add("GET", "/v1/jobs", guarded { (request) throws(APIError) in try listJobs(request) })
+        router.add("GET", "/v1/jobs/{id}", guarded { (request) throws(APIError) in try getJob(request) })
+        router.add("POST", "/v1/jobs/{id}/cancel", guarded { (request) throws(APIError) in try cancelJob(request) })
+        router.add("GET", "/v1/backups", guarded { (request) throws(APIError) in try listBackups(request) })
+        router.add("GET", "/v1/backups/{id}", guarded { (request) throws(APIError) in try getBackup(request) })
+        router.add("DELETE", "/v1/backups/{id}", guarded { (request) throws(APIError) in try deleteBackup(request) })
+        router.add("GET", "/v1/segments", guarded { (request) throws(APIError) in try await listSegments(request) })
+        return router
+    }
+
+    /// Checks the bearer token (when configured) and turns thrown API errors into the JSON envelope.
+    func guarded(_ body: @escaping @Sendable (HTTPRequest) async throws(APIError) -> HTTPResponse) -> HTTPHandler {
+        let token = config.authToken
+        return { request in
+            if let token {
+                guard let header = request.headers["Authorization"], Self.bearerMatches(header, token: token) else {
+                    return Responses.error(APIError(.unauthorized, "missing or wrong bearer token"))
+                }
+            }
+            do throws(APIError) {
+                return try await body(request)
+            } catch {
+                return Responses.error(error)
+            }
+        }
+    }
+
+    /// Constant-time comparison of "Bearer <token>".
+    static func bearerMatches(_ header: String, token: String) -> Bool {
+        let prefix = "Bearer "
+        guard header.count > prefix.count, header.prefix(prefix.count).lowercased() == prefix.lowercased() else {
+            return false
+        }
+        let given = Array(header.dropFirst(prefix.count).utf8)
+        let expected = Array(token.utf8)
+        var difference = UInt8(given.count == expected.count ? 0 : 1)
+        for index in 0..<expected.count {
+            difference |= expected[index] ^ (index < given.count ? given[index] : 0)
+        }
+        return difference == 0
+    }
+
+    // MARK: jobs
+
+    func submitBackup(_ request: HTTPRequest) async throws(APIError) -> HTTPResponse {
+        if !jobs.isAccepting { throw APIError(.shuttingDown, "asmtd is shutting down and takes no new jobs") }
+        let submission = try BackupSubmission.decode(request.body)
+        return accepted(try await jobs.submitBackup(submission))
+    }
+
+    func submitRestore(_ request: HTTPRequest) async throws(APIError) -> HTTPResponse {
+        if !jobs.isAccepting { throw APIError(.shuttingDown, "asmtd is shutting down and takes no new jobs") }
+        let submission = try RestoreSubmission.decode(request.body)
+        return accepted(try await jobs.submitRestore(submission))
+    }
+
+    struct PlanView<Plan: Encodable & Sendable>: Encodable, Sendable {
+        var dryRun = true
+        var plan: Plan
+        enum CodingKeys: String, CodingKey { case dryRun = "dry-run", plan }
+    }
+
+    func accepted(_ submission: Submission) -> HTTPResponse {
+        switch submission {
+        case .accepted(let record):
+            let location = "/v1/jobs/\(record.id)"
+            return Responses.json(202, JobResource(record, now: Time.now()), headers: ["Location": location])
+        case .backupPlan(let plan):
+            return Responses.json(200, PlanView(plan: plan))
+        case .restorePlan(let plan):
+            return Responses.json(200, PlanView(plan: plan))
+        }
+    }
+
+    struct JobList: Encodable, Sendable { var jobs: [JobResource] }
+
+    func listJobs(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        var types: Set<JobType>?
+        if let text = request.query("type"), !text.isEmpty {
+            var set = Set<JobType>()
+            for part in text.split(separator: ",") {
+                guard let type = JobType(rawValue: String(part)) else {
+                    throw APIError(.invalidQuery, "unknown type \"\(part)\"; use backup or restore")
+                }
+                set.insert(type)
+            }
+            types = set
+        }
+        let states = try StateFilter.parse(request.query("state"))
+        var limit = 100
+        if let text = request.query("limit") {
+            guard let n = Int(text), (1...10000).contains(n) else {
+                throw APIError(.invalidQuery, "limit must be an integer in 1..10000")
+            }
+            limit = n
+        }
+        let now = Time.now()
+        return Responses.json(
+            200, JobList(jobs: jobs.jobs(type: types, states: states, limit: limit).map { JobResource($0, now: now) }))
+    }
+
+    func getJob(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        let id = request.pathParameters["id"] ?? ""
+        guard let record = jobs.job(id) else { throw APIError(.jobNotFound, "no job \(id)") }
+        return Responses.json(200, JobResource(record, now: Time.now()))
+    }
+
+    func cancelJob(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        let id = request.pathParameters["id"] ?? ""
+        _ = try jobs.cancel(id)
+        let record = jobs.job(id)!
+        return Responses.json(202, JobResource(record, now: Time.now()), headers: ["Location": "/v1/jobs/\(id)"])
+    }
+
+    // MARK: backups
+
+    struct BackupList: Encodable, Sendable { var backups: [BackupInfo] }
+
+    func listBackups(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        var instances = config.instances
+        if let text = request.query("instance") {
+            guard let n = Int(text), (0...15).contains(n) else {
+                throw APIError(.invalidQuery, "instance must be an integer in 0..15")
+            }
+            guard let instance = config.instance(n) else {
+                throw APIError(.unknownInstance, "instance \(n) is not configured")
+            }
+            instances = [instance]
+        }
+        var all: [BackupInfo] = []
+        for instance in instances {
+            all += BackupCatalog.list(instance: instance).map { info in
+                var info = info
+                info.usedBy = jobs.user(ofBackup: info.id)
+                return info
+            }
+        }
+        return Responses.json(200, BackupList(backups: all))
+    }
+
+    func getBackup(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        let id = request.pathParameters["id"] ?? ""
+        guard Paths.isSafeName(id), var (info, _) = BackupCatalog.find(id: id, in: config) else {
+            throw APIError(.backupNotFound, "no backup \(id)")
+        }
+        info.usedBy = jobs.user(ofBackup: id)
+        return Responses.json(200, info)
+    }
+
+    func deleteBackup(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        let id = request.pathParameters["id"] ?? ""
+        guard Paths.isSafeName(id), let (info, _) = BackupCatalog.find(id: id, in: config) else {
+            throw APIError(.backupNotFound, "no backup \(id)")
+        }
+        try jobs.withBackupNotInUse(id) { () throws(APIError) in
+            do {
+                try FileSystem.removeTree(info.path)
+            } catch {
+                throw APIError(.io, "cannot remove backup \(id): \(error)")
+            }
+        }
+        jobs.logger.info("backup deleted", metadata: ["backup": "\(id)", "path": "\(info.path)"])
+        return HTTPResponse(status: 204)
+    }
+
+    // MARK: segments, readiness
+
+    struct SegmentView: Encodable, Sendable {
+        var key: String
+        var kind: String
+        var instance: Int
+        var nsid: Int
+        var stage: Int
+        var namespace: String?
+        var size: UInt64
+        var shmid: Int32
+        var attached: Int
+        var uid: UInt32
+        var gid: UInt32
+        var mode: String
+        var creatorPID: Int32
+
+        enum CodingKeys: String, CodingKey {
+            case key, kind, instance, nsid, stage, namespace, size, shmid, attached, uid, gid, mode
+            case creatorPID = "creator-pid"
+        }
+
+        init(_ s: LiveSegment) {
+            key = s.key.hex
+            kind = s.key.kind.rawValue
+            instance = s.key.instance
+            nsid = s.key.nsid
+            stage = s.key.stage
+            namespace = s.namespace
+            size = s.size
+            shmid = s.shmid
+            attached = s.attachCount
+            uid = s.uid
+            gid = s.gid
+            mode = "0" + String(s.mode, radix: 8)
+            creatorPID = s.creatorPID
+        }
+    }
+
+    struct SegmentList: Encodable, Sendable { var segments: [SegmentView] }
+
+    func listSegments(_ request: HTTPRequest) async throws(APIError) -> HTTPResponse {
+        var instance: Int?
+        if let text = request.query("instance") {
+            guard let n = Int(text), (0...15).contains(n) else {
+                throw APIError(.invalidQuery, "instance must be an integer in 0..15")
+            }
+            instance = n
+        }
+        let filter = instance
+        let result = await Blocking.run { () throws(EngineError) -> [LiveSegment] in
+            try SharedMemory.segments(instance: filter)
+        }
+        let segments = try result.mapError { APIError($0) }.get()
+        return Responses.json(200, SegmentList(segments: segments.sorted { $0.key < $1.key }.map(SegmentView.init)))
+    }
+
+    struct Check: Encodable, Sendable {
+        var name: String
+        var ok: Bool
+        var message: String
+    }
+
+    struct Readiness: Encodable, Sendable {
+        var status: String
+        var checks: [Check]
+    }
+
+    func ready() async -> HTTPResponse {
+        var checks: [Check] = [Check(name: "config", ok: true, message: "loaded from \(config.file)")]
+        checks.append(
+            Check(
+                name: "accepting-jobs", ok: jobs.isAccepting,
+                message: jobs.isAccepting ? "taking jobs" : "shutting down"))
+        let state = config.service.stateDir
+        let stateOK = FileSystem.isWritableDirectory(state) && FileSystem.isWritableDirectory(jobs.store.directory)
+        checks.append(
+            Check(name: "state-dir", ok: stateOK, message: stateOK ? "\(state) writable" : "\(state) not writable"))
+        for instance in config.instances {
+            let ok = FileSystem.isWritableDirectory(instance.backupPath)
+            checks.append(
+                Check(
+                    name: "backup-path-\(instance.instance)", ok: ok,
+                    message: ok ? "\(instance.backupPath) writable" : "\(instance.backupPath) not writable"))
+        }
+        let shm = await Blocking.run { () throws(EngineError) -> Int in try SharedMemory.segments(instance: nil).count }
+        switch shm {
+        case .success(let count):
+            checks.append(Check(name: "shm", ok: true, message: "shm calls permitted (\(count) Aerospike segments)"))
+        case .failure(let error):
+            checks.append(Check(name: "shm", ok: false, message: error.message))
+        }
+        let root = geteuid() == 0
+        checks.append(
+            Check(
+                name: "privileges", ok: root,
+                message: root ? "running as root" : "not root: restores cannot give segments their owners"))
+        let ok = checks.allSatisfy(\.ok)
+        return Responses.json(ok ? 200 : 503, Readiness(status: ok ? "ready" : "not-ready", checks: checks))
+    }
+}

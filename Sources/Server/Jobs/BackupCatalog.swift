@@ -1,0 +1,87 @@
+import ShmEngine
+
+/// One backup directory as the API shows it.
+struct BackupInfo: Sendable, Encodable {
+    var id: String
+    var instance: Int
+    var path: String
+    /// complete (has the manifest), incomplete (no manifest), invalid (unreadable manifest).
+    var state: String
+    var complete: Bool { state == "complete" }
+    var created: String
+    var namespaces: [String]
+    var segments: Int
+    var bytes: UInt64
+    var fileBytes: UInt64
+    var compressed: Bool
+    var toolVersion: String?
+    var host: String?
+    var error: String?
+    var usedBy: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, instance, path, state, created, namespaces, segments, bytes, compressed, host, error
+        case fileBytes = "file-bytes", toolVersion = "tool-version", usedBy = "used-by"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(instance, forKey: .instance)
+        try c.encode(path, forKey: .path)
+        try c.encode(state, forKey: .state)
+        try c.encode(created, forKey: .created)
+        try c.encode(namespaces, forKey: .namespaces)
+        try c.encode(segments, forKey: .segments)
+        try c.encode(bytes, forKey: .bytes)
+        try c.encode(fileBytes, forKey: .fileBytes)
+        try c.encode(compressed, forKey: .compressed)
+        try c.encode(toolVersion, forKey: .toolVersion)
+        try c.encode(host, forKey: .host)
+        try c.encodeIfPresent(error, forKey: .error)
+        try c.encode(usedBy, forKey: .usedBy)
+    }
+}
+
+/// Backups are the directories below each instance's backup path; complete ones hold the manifest.
+enum BackupCatalog {
+    static func list(instance: InstanceConfig) -> [BackupInfo] {
+        FileSystem.list(instance.backupPath).filter(Paths.isSafeName).compactMap { name in
+            info(id: name, instance: instance)
+        }
+        .sorted { ($0.created, $0.id) > ($1.created, $1.id) }
+    }
+
+    static func info(id: String, instance: InstanceConfig) -> BackupInfo? {
+        let path = Paths.join(instance.backupPath, id)
+        guard Paths.isSafeName(id), FileSystem.kind(path) == .directory else { return nil }
+        let files = FileSystem.sizeOfFiles(in: path)
+        var info = BackupInfo(
+            id: id, instance: instance.instance, path: path, state: "incomplete", created: "", namespaces: [],
+            segments: 0, bytes: 0, fileBytes: files.bytes, compressed: false, toolVersion: nil, host: nil, error: nil,
+            usedBy: nil)
+        do {
+            if let manifest = try BackupManifest.load(directory: path) {
+                info.state = "complete"
+                info.created = manifest.created
+                info.namespaces = manifest.namespaces.map(\.name)
+                info.segments = manifest.segments.count
+                info.bytes = manifest.segments.reduce(0) { $0 + $1.size }
+                info.compressed = manifest.segments.contains { $0.compressed }
+                info.toolVersion = manifest.toolVersion
+                info.host = manifest.host
+            }
+        } catch {
+            info.state = "invalid"
+            info.error = error.message
+        }
+        return info
+    }
+
+    static func find(id: String, in config: Config) -> (BackupInfo, InstanceConfig)? {
+        for instance in config.instances {
+            if let info = info(id: id, instance: instance) { return (info, instance) }
+        }
+        return nil
+    }
+}

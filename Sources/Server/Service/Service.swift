@@ -1,0 +1,72 @@
+import Foundation
+import HTTPCore
+import Logging
+import ShmEngine
+
+/// The running service: job manager, routes, HTTP server. Built from a loaded config.
+final class Service: Sendable {
+    let config: Config
+    let logger: Logger
+    let metrics: Metrics
+    let jobs: JobManager
+    let router: Router
+    let http: HTTPServer
+
+    init(config: Config, logger: Logger) {
+        self.config = config
+        self.logger = logger
+        let metrics = Metrics(version: Engine.version)
+        self.metrics = metrics
+        let jobs = JobManager(config: config, metrics: metrics, logger: logger)
+        self.jobs = jobs
+        let api = API(config: config, jobs: jobs, metrics: metrics)
+        let router = api.router()
+        self.router = router
+        var http = HTTPServerConfiguration()
+        http.host = config.service.address
+        http.port = config.service.port
+        http.maxConnections = config.service.maxConnections
+        http.maxBodyBytes = config.service.maxBody
+        http.headTimeout = .milliseconds(config.service.timeoutMs)
+        http.bodyTimeout = .milliseconds(config.service.timeoutMs)
+        http.idleTimeout = .milliseconds(config.service.idleTimeoutMs)
+        var hooks = HTTPServerHooks()
+        hooks.errorResponse = { status, code, message in
+            Responses.errorResponse(status: status, code: code, message: message)
+        }
+        hooks.onResponse = { method, _, status, duration in
+            let (seconds, attoseconds) = duration.components
+            metrics.request(method: method, status: status, seconds: Double(seconds) + Double(attoseconds) / 1e18)
+        }
+        self.http = HTTPServer(configuration: http, router: router, hooks: hooks)
+    }
+
+    /// Creates the directories, recovers interrupted jobs, then listens.
+    func start() throws {
+        try FileSystem.createDirectories(config.service.stateDir, mode: 0o700)
+        for instance in config.instances {
+            try FileSystem.createDirectories(instance.backupPath, mode: 0o700)
+        }
+        try jobs.recover()
+        try http.start()
+        logger.info(
+            "asmtd listening",
+            metadata: [
+                "address": "\(config.service.address)", "port": "\(http.port)", "version": "\(Engine.version)",
+                "instances": "\(config.instances.map(\.instance))", "auth": "\(config.authToken != nil)",
+            ])
+    }
+
+    var port: Int { http.port }
+
+    /// Stops taking jobs (503), lets the running ones finish within shutdown-timeout, cancels the rest,
+    /// then closes the HTTP server.
+    func shutdown() async {
+        jobs.stopAccepting()
+        let active = jobs.activeCount
+        logger.info("shutting down", metadata: ["running-jobs": "\(active)"])
+        await jobs.drain(timeout: .milliseconds(config.service.shutdownTimeoutMs))
+        await http.shutdown(gracePeriod: .seconds(5))
+        logger.info("stopped")
+    }
+}
