@@ -1,16 +1,153 @@
 import Foundation
+import Logging
+
+@testable import Server
 
 /// A temporary directory removed when the value is deinitialised.
 final class TemporaryDirectory: @unchecked Sendable {
     let path: String
 
     init() throws {
-        var template = Array(("/tmp/asmtd-test-XXXXXX").utf8CString)
+        var template = Array("/tmp/asmtd-test-XXXXXX".utf8CString)
         guard let result = mkdtemp(&template) else { throw CocoaError(.fileWriteUnknown) }
         path = String(cString: result)
     }
 
     deinit {
         try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+struct TestResponse: Sendable {
+    var status: Int
+    var headers: [String: String]  // lower-cased names
+    var body: [UInt8]
+
+    var text: String { String(decoding: body, as: UTF8.self) }
+
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]) ?? [:]
+    }
+
+    var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+}
+
+/// A minimal HTTP/1.1 client over a loopback socket (one request per connection).
+enum TestClient {
+    static func request(
+        port: Int, _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:]
+    ) throws -> TestResponse {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        let payload = Array((body ?? "").utf8)
+        if body != nil || method == "POST" { head += "Content-Length: \(payload.count)\r\n" }
+        let bytes = Array((head + "\r\n").utf8) + payload
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw POSIXError(.EPIPE) }
+            sent += n
+        }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            received += buffer[0..<n]
+        }
+        return try parse(received)
+    }
+
+    static func parse(_ bytes: [UInt8]) throws -> TestResponse {
+        let separator: [UInt8] = [13, 10, 13, 10]
+        guard let end = (0..<max(0, bytes.count - 3)).first(where: { Array(bytes[$0..<$0 + 4]) == separator }) else {
+            throw POSIXError(.EBADMSG)
+        }
+        let head = String(decoding: bytes[..<end], as: UTF8.self).components(separatedBy: "\r\n")
+        let statusParts = head[0].split(separator: " ")
+        guard statusParts.count >= 2, let status = Int(statusParts[1]) else { throw POSIXError(.EBADMSG) }
+        var headers: [String: String] = [:]
+        for line in head.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return TestResponse(status: status, headers: headers, body: Array(bytes[(end + 4)...]))
+    }
+}
+
+/// An in-process asmtd on an ephemeral loopback port, with its own state dir and backup paths.
+final class TestServer: @unchecked Sendable {
+    let directory: TemporaryDirectory
+    let service: Service
+    var port: Int { service.port }
+    var config: Config { service.config }
+
+    init(
+        instance: Int = 14, namespaces: [String], token: String? = nil, shutdownTimeoutMs: Int = 5000,
+        maxBody: Int = 1 << 20, compress: Bool = false
+    ) throws {
+        directory = try TemporaryDirectory()
+        var settings = ServiceSettings()
+        settings.port = 0
+        settings.stateDir = directory.path + "/state"
+        settings.shutdownTimeoutMs = shutdownTimeoutMs
+        settings.maxBody = maxBody
+        let config = Config(
+            file: directory.path + "/asmtd.yml", service: settings,
+            instances: [
+                InstanceConfig(
+                    instance: instance, backupPath: directory.path + "/backups", namespaces: namespaces, threads: 2,
+                    compress: compress, verify: true)
+            ], authToken: token)
+        var logger = Logger(label: "asmtd-test")
+        logger.logLevel = .critical
+        service = Service(config: config, logger: logger)
+        try service.start()
+    }
+
+    var backupPath: String { config.instances[0].backupPath }
+
+    /// Blocking socket I/O runs on a Dispatch thread: the cooperative pool (2 threads here) must stay free
+    /// for the server's handlers.
+    func request(_ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:])
+        async throws -> TestResponse
+    {
+        let port = self.port
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(
+                    with: Result { try TestClient.request(port: port, method, path, body: body, headers: headers) })
+            }
+        }
+    }
+
+    /// Polls a job until it finishes (or `seconds` pass); returns the last job object.
+    func waitForJob(_ id: String, seconds: Double = 120) async throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            let job = try await request("GET", "/v1/jobs/\(id)").json
+            if let state = job["state"] as? String, ["success", "failure", "canceled"].contains(state) { return job }
+            if Date() > deadline { return job }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    func stop() async {
+        await service.shutdown()
     }
 }
