@@ -1,5 +1,76 @@
 #ifndef CISAL_H
 #define CISAL_H
-/* Placeholder: the ShmEngine work replaces this with the ISA-L run-time loader. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Run-time loader for Intel ISA-L (libisal.so.2) plus a few small System V shared-memory helpers.
+ * The build never depends on ISA-L being installed: when the headers are missing at build time or
+ * the library is missing at run time, cisal_available() returns 0 and callers use zlib instead.
+ */
+
+/* 1 when ISA-L was found and every needed symbol resolved. Thread-safe, loads once. */
 int cisal_available(void);
+
+/* CRC-32 (gzip polynomial, reflected), same result as zlib's crc32(). Requires cisal_available(). */
+uint32_t cisal_crc32(uint32_t crc, const uint8_t *buf, uint64_t len);
+
+/* A level-1 raw-deflate compressor (no wrapper). One per worker. NULL when unavailable. */
+typedef struct cisal_deflater cisal_deflater;
+cisal_deflater *cisal_deflater_new(void);
+void cisal_deflater_free(cisal_deflater *d);
+/*
+ * Compresses `in` (< 4 GiB) as an independent piece of a deflate stream: when `last` is 0 the output
+ * ends with a sync flush (byte aligned, no final block); when `last` is 1 it ends with the final block.
+ * Returns the number of bytes written to `out`, -1 when `out` is too small, -2 on another error.
+ */
+int64_t cisal_deflate_piece(cisal_deflater *d, const uint8_t *in, uint32_t in_len, uint8_t *out,
+                            uint32_t out_cap, int last);
+
+/* A raw-deflate decompressor. NULL when unavailable. */
+typedef struct cisal_inflater cisal_inflater;
+cisal_inflater *cisal_inflater_new(void);
+void cisal_inflater_free(cisal_inflater *i);
+void cisal_inflater_reset(cisal_inflater *i);
+/*
+ * Inflates from `in` into `out`. Sets *consumed and *produced. *finished = 1 once the final block has
+ * ended; `consumed` then excludes bytes the decoder had buffered past the end of the deflate data.
+ * Returns 0 on success, a negative value on corrupt data.
+ */
+int cisal_inflate(cisal_inflater *i, const uint8_t *in, uint32_t in_len, uint8_t *out, uint32_t out_len,
+                  uint32_t *consumed, uint32_t *produced, int *finished);
+
+/* System V shared memory helpers (Linux). */
+typedef struct {
+    int32_t shmid;
+    uint32_t key;
+    uint64_t size;
+    uint64_t nattch;
+    uint32_t uid, gid, mode, cuid, cgid;
+    int32_t cpid;
+    int64_t ctime;
+} cisal_shm_info;
+
+/* Highest used index in the kernel's segment table (SHM_INFO), or -1 with errno. */
+int cisal_shm_max_index(void);
+/* SHM_STAT on a table index: returns the shmid (>= 0) and fills *out, or -1 with errno. */
+int cisal_shm_stat_index(int index, cisal_shm_info *out);
+/* IPC_STAT on a shmid: 0 or -1 with errno. */
+int cisal_shm_stat_id(int shmid, cisal_shm_info *out);
+/* IPC_SET of uid, gid and permission bits: 0 or -1 with errno. */
+int cisal_shm_set(int shmid, uint32_t uid, uint32_t gid, uint32_t mode);
+/* IPC_RMID: 0 or -1 with errno. */
+int cisal_shm_remove(int shmid);
+/* shmget(key, size, flags): shmid or -1 with errno. */
+int cisal_shm_get(uint32_t key, uint64_t size, int flags);
+/* shmat read-only or read-write: address or NULL with errno. */
+void *cisal_shm_attach(int shmid, int readonly);
+int cisal_shm_detach(const void *addr);
+/* Populates (prefaults) pages of a writable mapping; falls back to touching one byte per page. */
+void cisal_prefault_write(void *addr, uint64_t len);
+/* Flag values for cisal_shm_get. */
+int cisal_ipc_creat(void);
+int cisal_ipc_excl(void);
+
 #endif

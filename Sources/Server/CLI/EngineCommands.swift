@@ -1,23 +1,253 @@
 import ArgumentParser
+import Foundation
+import ShmEngine
 
 // Owned by the ShmEngine work (issue 2): local commands that run the engine without the server.
 
+struct EngineJobOptions: ParsableArguments {
+    @Option(help: "Aerospike instance (0..15).")
+    var instance: Int = 0
+
+    @Option(help: "Namespace names, comma-separated.")
+    var namespace: String
+
+    @Option(help: "Backup directory.")
+    var path: String
+
+    @Option(help: "I/O and compression threads (0 = one per core).")
+    var threads: Int = 0
+
+    var namespaces: [String] { namespace.split(separator: ",").map(String.init).filter { !$0.isEmpty } }
+}
+
 struct AnalyzeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "analyze")
+    static let configuration = CommandConfiguration(
+        commandName: "analyze", abstract: "Check a backup or restore without writing anything and print the plan.")
+
+    @OptionGroup var options: EngineJobOptions
+
+    @Flag(help: "Analyze a restore from --path instead of a backup into it.")
+    var restore = false
+
+    @Flag(help: "Plan compressed files (backup analysis).")
+    var compress = false
+
+    @Flag(help: "Print the plan as JSON.")
+    var json = false
+
+    func run() async throws {
+        let options = options
+        let restore = restore
+        let compress = compress
+        let plan: (instance: Int, directory: String, segments: [PlannedSegment], total: UInt64, data: Data)
+        do {
+            plan = try await EngineCLI.blocking { () throws(EngineError) in
+                if restore {
+                    let request = RestoreRequest(
+                        instance: options.instance, namespaces: options.namespaces, directory: options.path,
+                        threads: options.threads)
+                    let plan = try Engine.planRestore(request)
+                    return (plan.instance, plan.directory, plan.segments, plan.totalBytes, EngineCLI.json(plan))
+                }
+                let request = BackupRequest(
+                    instance: options.instance, namespaces: options.namespaces, directory: options.path,
+                    compress: compress, threads: options.threads)
+                let plan = try Engine.planBackup(request)
+                return (plan.instance, plan.directory, plan.segments, plan.totalBytes, EngineCLI.json(plan))
+            }
+        } catch {
+            throw EngineCLI.fail(error)
+        }
+        if json {
+            FileHandle.standardOutput.write(plan.data)
+            return
+        }
+        EngineCLI.printPlan(plan.segments)
+        print(
+            "\(restore ? "restore" : "backup") of instance \(plan.instance) \(restore ? "from" : "to") "
+                + "\(plan.directory): \(plan.segments.count) segments, \(EngineCLI.bytes(plan.total)): OK")
+    }
 }
 
 struct BackupCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "backup")
+    static let configuration = CommandConfiguration(
+        commandName: "backup", abstract: "Back up the segments of stopped namespaces to files.")
+
+    @OptionGroup var options: EngineJobOptions
+
+    @Flag(help: "Compress stages (.dat.gz); base and meta stay plain.")
+    var compress = false
+
+    @Flag(inversion: .prefixedNo, help: "Read the files back and check them against the segments.")
+    var verify = true
+
+    func run() async throws {
+        let request = BackupRequest(
+            instance: options.instance, namespaces: options.namespaces, directory: options.path, compress: compress,
+            verify: verify, threads: options.threads)
+        let progress = JobProgress()
+        let token = CancellationToken()
+        let started = Date()
+        let manifest: BackupManifest
+        do {
+            manifest = try await EngineCLI.withProgress("backup", progress: progress, token: token) {
+                () throws(EngineError) in
+                let plan = try Engine.planBackup(request)
+                return try Engine.backup(plan, request: request, progress: progress, cancellation: token)
+            }
+        } catch {
+            throw EngineCLI.fail(error)
+        }
+        let total = manifest.segments.reduce(UInt64(0)) { $0 + $1.size }
+        let files = manifest.segments.reduce(UInt64(0)) { $0 + $1.fileSize }
+        print(
+            "backed up \(manifest.segments.count) segments (\(EngineCLI.bytes(total)), files "
+                + "\(EngineCLI.bytes(files))) to \(request.directory) in \(EngineCLI.elapsed(since: started)), "
+                + EngineCLI.rate(total, since: started))
+    }
 }
 
 struct RestoreCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "restore")
+    static let configuration = CommandConfiguration(
+        commandName: "restore", abstract: "Recreate segments from a backup directory (asmt's or asmtd's).")
+
+    @OptionGroup var options: EngineJobOptions
+
+    @Flag(inversion: .prefixedNo, help: "Check CRC-32s against the file headers and the manifest.")
+    var verify = true
+
+    func run() async throws {
+        let request = RestoreRequest(
+            instance: options.instance, namespaces: options.namespaces, directory: options.path, verify: verify,
+            threads: options.threads)
+        let progress = JobProgress()
+        let token = CancellationToken()
+        let started = Date()
+        let plan: RestorePlan
+        do {
+            plan = try await EngineCLI.withProgress("restore", progress: progress, token: token) {
+                () throws(EngineError) in
+                let plan = try Engine.planRestore(request)
+                try Engine.restore(plan, request: request, progress: progress, cancellation: token)
+                return plan
+            }
+        } catch {
+            throw EngineCLI.fail(error)
+        }
+        print(
+            "restored \(plan.segments.count) segments (\(EngineCLI.bytes(plan.totalBytes))) from \(request.directory) "
+                + "in \(EngineCLI.elapsed(since: started)), " + EngineCLI.rate(plan.totalBytes, since: started))
+    }
 }
 
 struct SegmentsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "segments")
+    static let configuration = CommandConfiguration(
+        commandName: "segments", abstract: "List the live Aerospike shared-memory segments.")
+
+    @Option(help: "Only this instance (0..15).")
+    var instance: Int?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let instance = instance
+        let segments: [LiveSegment]
+        do {
+            segments = try await EngineCLI.blocking { () throws(EngineError) in
+                if let instance, !(0...15).contains(instance) {
+                    throw EngineError(.invalidRequest, "instance \(instance) is out of range 0..15")
+                }
+                return try SharedMemory.segments(instance: instance)
+            }
+        } catch {
+            throw EngineCLI.fail(error)
+        }
+        if json {
+            FileHandle.standardOutput.write(EngineCLI.json(segments))
+            return
+        }
+        var rows = [["KEY", "SHMID", "KIND", "NAMESPACE", "SIZE", "ATTACHED", "OWNER", "MODE"]]
+        for segment in segments {
+            rows.append([
+                segment.key.hex, String(segment.shmid), segment.key.kind.rawValue, segment.namespace ?? "-",
+                String(segment.size), String(segment.attachCount), "\(segment.uid):\(segment.gid)",
+                "0" + String(segment.mode, radix: 8),
+            ])
+        }
+        EngineCLI.printTable(rows)
+    }
 }
 
 struct DemoCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "demo")
+    static let configuration = CommandConfiguration(
+        commandName: "demo", abstract: "Create or remove Aerospike-shaped demo segments (instances 13..15).",
+        subcommands: [DemoCreateCommand.self, DemoRemoveCommand.self])
+}
+
+struct DemoCreateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a demo namespace.")
+
+    @Option(help: "Instance (13..15).") var instance: Int = 15
+    @Option(help: "Namespace name.") var namespace: String = "demo"
+    @Option(help: "Namespace id (1..32).") var nsid: Int = 1
+    @Option(help: "Primary index stages.") var stages: Int = 2
+    @Option(help: "Stage size, e.g. 256MiB.") var stageSize: String = "16MiB"
+    @Option(help: "Secondary index stages (0 = no meta).") var secondaryStages: Int = 1
+    @Option(help: "Data stages.") var dataStages: Int = 1
+    @Option(help: "Owner uid.") var uid: UInt32 = 0
+    @Option(help: "Owner gid.") var gid: UInt32 = 0
+    @Option(help: "Permission bits, octal.") var mode: String = "600"
+    @Option(help: "Content seed.") var seed: UInt64 = 1
+
+    func run() async throws {
+        guard (13...15).contains(instance) else { throw EngineCLI.fail(message: "demo segments use instances 13..15") }
+        guard let size = EngineCLI.parseSize(stageSize), size >= 4096 else {
+            throw EngineCLI.fail(message: "invalid --stage-size \(stageSize) (e.g. 4096, 64KiB, 256MiB, 1GiB)")
+        }
+        guard let permissions = UInt32(mode, radix: 8), permissions <= 0o777 else {
+            throw EngineCLI.fail(message: "invalid --mode \(mode) (octal, e.g. 640)")
+        }
+        let spec = SyntheticNamespace(
+            name: namespace, nsid: nsid, primaryStages: stages, stageSize: size, secondaryStages: secondaryStages,
+            dataStages: dataStages, uid: uid, gid: gid, mode: permissions, seed: seed)
+        let instance = instance
+        let created: [LiveSegment]
+        do {
+            created = try await EngineCLI.blocking { () throws(EngineError) in
+                try SyntheticSegments.create(instance: instance, namespace: spec)
+            }
+        } catch {
+            throw EngineCLI.fail(error)
+        }
+        let total = created.reduce(UInt64(0)) { $0 + $1.size }
+        print(
+            "created \(created.count) segments (\(EngineCLI.bytes(total))) of namespace \(namespace) on instance \(instance)"
+        )
+    }
+}
+
+struct DemoRemoveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remove", abstract: "Remove the demo segments of a namespace (only unattached, marked ones).")
+
+    @Option(help: "Instance (13..15).") var instance: Int = 15
+    @Option(help: "Namespace name.") var namespace: String = "demo"
+
+    func run() async throws {
+        guard (13...15).contains(instance) else { throw EngineCLI.fail(message: "demo segments use instances 13..15") }
+        let instance = instance
+        let namespace = namespace
+        let found: [LiveSegment]
+        do {
+            found = try await EngineCLI.blocking { () throws(EngineError) in
+                let found = try SyntheticSegments.find(instance: instance, namespace: namespace)
+                SyntheticSegments.remove(found)
+                return found
+            }
+        } catch {
+            throw EngineCLI.fail(error)
+        }
+        print("removed \(found.count) demo segments of namespace \(namespace) on instance \(instance)")
+    }
 }

@@ -1,0 +1,344 @@
+import Foundation
+import Glibc
+
+/// One file being written by a backup. Mutable fields are guarded by `lock`.
+final class BackupFileState: @unchecked Sendable {
+    let index: Int
+    let segment: PlannedSegment
+    let path: String
+    let chunkSize: Int
+    let chunkCount: Int
+    let lock = NSCondition()
+    var fd: Int32 = -1
+    var created = false
+    var attachment: Attachment?
+    var nextToPlace = 0
+    var writeOffset: UInt64
+    var remaining: Int
+    var chunkCRC: [UInt32]
+    var chunkRange: [(offset: UInt64, length: Int)]
+    var crc: UInt32 = 0
+    var fileSize: UInt64 = 0
+    var started = ""
+    var finished = ""
+
+    init(index: Int, segment: PlannedSegment, directory: String, chunkSize: Int) {
+        self.index = index
+        self.segment = segment
+        path = directory + "/" + segment.file
+        self.chunkSize = chunkSize
+        chunkCount = Int((segment.size + UInt64(chunkSize) - 1) / UInt64(chunkSize))
+        writeOffset = segment.compressed ? UInt64(ASMTHeader.size + GzipFraming.header.count) : 0
+        remaining = chunkCount
+        chunkCRC = Array(repeating: 0, count: chunkCount)
+        chunkRange = Array(repeating: (0, 0), count: chunkCount)
+    }
+
+    /// Segment bytes of chunk `chunk`.
+    func input(_ chunk: Int) -> UnsafeRawBufferPointer {
+        let offset = chunk * chunkSize
+        let length = min(chunkSize, Int(segment.size) - offset)
+        return UnsafeRawBufferPointer(start: attachment!.address + offset, count: length)
+    }
+
+    func combinedCRC() -> UInt32 {
+        var crc: UInt32 = 0
+        for chunk in 0..<chunkCount {
+            crc = CRC32.combine(crc, chunkCRC[chunk], secondLength: UInt64(input(chunk).count))
+        }
+        return crc
+    }
+}
+
+enum BackupRunner {
+    static let chunkSize = 8 << 20
+
+    static func run(
+        _ plan: BackupPlan, request: BackupRequest, progress: JobProgress, cancellation: CancellationToken
+    ) throws(EngineError) -> BackupManifest {
+        let directory = plan.directory
+        progress.start(plan.segments.map { ($0.key, $0.size) })
+        var createdDirectory = false
+        let files = plan.segments.enumerated().map {
+            BackupFileState(index: $0.offset, segment: $0.element, directory: directory, chunkSize: chunkSize)
+        }
+        var manifestTemp: String?
+        do throws(EngineError) {
+            if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
+            switch try FileIO.kind(directory) {
+            case .directory: break
+            case .other: throw EngineError(.io, "\(directory) is not a directory")
+            case .missing:
+                guard mkdir(directory, 0o700) == 0 else {
+                    throw EngineError(.io, "cannot create directory \(directory): \(errnoText())")
+                }
+                createdDirectory = true
+            }
+            for file in files { try prepare(file) }
+            try copy(files, request: request, progress: progress, cancellation: cancellation)
+            if request.verify {
+                try verify(files, request: request, cancellation: cancellation)
+            }
+            for file in files { progress.set(file.index, .done) }
+            try FileIO.fsyncDirectory(directory)
+            if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
+            let manifest = BackupManifest(
+                formatVersion: BackupManifest.currentFormatVersion, toolVersion: Engine.version, host: hostName(),
+                instance: plan.instance, created: rfc3339(), namespaces: plan.namespaces,
+                segments: files.map { file in
+                    ManifestSegment(
+                        key: file.segment.key, kind: file.segment.kind, namespace: file.segment.namespace,
+                        file: file.segment.file, size: file.segment.size, compressed: file.segment.compressed,
+                        fileSize: file.fileSize, crc32: file.crc, uid: file.segment.uid, gid: file.segment.gid,
+                        mode: file.segment.mode, started: file.started, finished: file.finished)
+                })
+            try writeManifest(manifest, directory: directory, temp: &manifestTemp)
+            for file in files { release(file) }
+            return manifest
+        } catch {
+            for file in files where file.created { progress.set(file.index, .failed) }
+            for file in files {
+                release(file)
+                if file.created { unlink(file.path) }
+            }
+            if let manifestTemp { unlink(manifestTemp) }
+            if createdDirectory {
+                rmdir(directory)
+            } else {
+                try? FileIO.fsyncDirectory(directory)
+            }
+            throw error
+        }
+    }
+
+    static func release(_ file: BackupFileState) {
+        if file.fd >= 0 {
+            close(file.fd)
+            file.fd = -1
+        }
+        if let attachment = file.attachment {
+            SharedMemory.detach(attachment)
+            file.attachment = nil
+        }
+    }
+
+    /// Attaches the segment read-only after re-checking it, and creates the file exclusively.
+    static func prepare(_ file: BackupFileState) throws(EngineError) {
+        let segment = file.segment
+        guard let shmid = SharedMemory.lookup(segment.key), let info = SharedMemory.stat(shmid: shmid) else {
+            throw EngineError(.invalidSegments, "segment \(segment.key.hex) disappeared")
+        }
+        guard info.size == segment.size else {
+            throw EngineError(.invalidSegments, "segment \(segment.key.hex) changed size since planning")
+        }
+        guard info.nattch == 0 else {
+            throw EngineError(.serverRunning, "segment \(segment.key.hex) is attached: the server is running")
+        }
+        file.attachment = try SharedMemory.attach(
+            shmid: shmid, key: segment.key, size: segment.size, readOnly: true)
+        let fd = open(file.path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            let code = errno
+            if code == EEXIST { throw EngineError(.filesExist, "file \(file.path) already exists") }
+            throw EngineError(.io, "cannot create \(file.path): \(errnoText(code))")
+        }
+        file.fd = fd
+        file.created = true
+        if !segment.compressed {
+            let rc = posix_fallocate(fd, 0, off_t(segment.size))
+            if rc != 0 && rc != EOPNOTSUPP && rc != ENOSYS && rc != EINVAL {
+                throw EngineError(.io, "cannot allocate \(segment.size) bytes for \(file.path): \(errnoText(rc))")
+            }
+        }
+    }
+
+    static func copy(
+        _ files: [BackupFileState], request: BackupRequest, progress: JobProgress, cancellation: CancellationToken
+    ) throws(EngineError) {
+        let items = files.flatMap { file in (0..<file.chunkCount).map { (file, $0) } }
+        let pool = WorkPool(items: items.count, cancellation: cancellation)
+        try pool.run(threads: request.threads) { () throws(EngineError) in
+            var deflater: (any PieceDeflater)?
+            var output: WorkBuffer?
+            return { (item: Int) throws(EngineError) in
+                let (file, chunk) = items[item]
+                let segment = file.segment
+                if chunk == 0 {
+                    progress.set(file.index, .running)
+                    file.lock.lock()
+                    file.started = rfc3339()
+                    file.lock.unlock()
+                }
+                let input = file.input(chunk)
+                let crc = CRC32.update(0, input)
+                if segment.compressed {
+                    if deflater == nil {
+                        deflater = try Codec.makeDeflater()
+                        output = WorkBuffer(count: Codec.deflateBound(chunkSize))
+                    }
+                    let last = chunk == file.chunkCount - 1
+                    guard let length = try deflater!.compress(input, into: output!.bytes, last: last) else {
+                        throw EngineError(.system, "compressed chunk of \(segment.key.hex) exceeds its buffer")
+                    }
+                    file.lock.lock()
+                    while file.nextToPlace != chunk && !pool.shouldStop {
+                        _ = file.lock.wait(until: Date(timeIntervalSinceNow: 0.05))
+                    }
+                    guard file.nextToPlace == chunk else {
+                        file.lock.unlock()
+                        return
+                    }
+                    let offset = file.writeOffset
+                    file.writeOffset += UInt64(length)
+                    file.nextToPlace += 1
+                    file.chunkCRC[chunk] = crc
+                    file.chunkRange[chunk] = (offset, length)
+                    file.lock.broadcast()
+                    file.lock.unlock()
+                    try FileIO.writeAll(
+                        file.fd, UnsafeRawBufferPointer(start: output!.pointer, count: length), at: offset,
+                        file: file.path)
+                } else {
+                    try FileIO.writeAll(file.fd, input, at: UInt64(chunk * chunkSize), file: file.path)
+                    file.lock.lock()
+                    file.chunkCRC[chunk] = crc
+                    file.lock.unlock()
+                }
+                progress.add(bytes: UInt64(input.count))
+                file.lock.lock()
+                file.remaining -= 1
+                let done = file.remaining == 0
+                file.lock.unlock()
+                if done { try finish(file) }
+            }
+        }
+    }
+
+    /// Header and trailer, owner and mode from the segment, fsync; checks nobody attached meanwhile.
+    static func finish(_ file: BackupFileState) throws(EngineError) {
+        let segment = file.segment
+        file.lock.lock()
+        let crc = file.combinedCRC()
+        let end = file.writeOffset
+        file.crc = crc
+        file.lock.unlock()
+        if segment.compressed {
+            let trailer = GzipFraming.trailer(crc32: crc, size: segment.size)
+            try FileIO.writeAll(file.fd, bytes: trailer, at: end, file: file.path)
+            let head = ASMTHeader(segmentSize: segment.size, crc32: crc).encoded() + GzipFraming.header
+            try FileIO.writeAll(file.fd, bytes: head, at: 0, file: file.path)
+            file.fileSize = end + UInt64(trailer.count)
+        } else {
+            file.fileSize = segment.size
+        }
+        guard fchown(file.fd, segment.uid, segment.gid) == 0 else {
+            throw EngineError(.io, "cannot set the owner of \(file.path): \(errnoText())")
+        }
+        guard fchmod(file.fd, mode_t(segment.mode & 0o777)) == 0 else {
+            throw EngineError(.io, "cannot set the mode of \(file.path): \(errnoText())")
+        }
+        guard fsync(file.fd) == 0 else { throw EngineError(.io, "cannot fsync \(file.path): \(errnoText())") }
+        if let attachment = file.attachment, let info = SharedMemory.stat(shmid: attachment.shmid),
+            info.nattch > 1
+        {
+            throw EngineError(
+                .serverRunning, "segment \(segment.key.hex) was attached by another process during the backup")
+        }
+        file.lock.lock()
+        file.finished = rfc3339()
+        file.lock.unlock()
+    }
+
+    /// Reads every file back and checks it against the CRC-32 of the segment bytes it was written from.
+    static func verify(
+        _ files: [BackupFileState], request: BackupRequest, cancellation: CancellationToken
+    )
+        throws(EngineError)
+    {
+        let items = files.flatMap { file in (0..<file.chunkCount).map { (file, $0) } }
+        let pool = WorkPool(items: items.count, cancellation: cancellation)
+        try pool.run(threads: request.threads) { () throws(EngineError) in
+            let input = WorkBuffer(count: Codec.deflateBound(chunkSize))
+            let output = WorkBuffer(count: chunkSize + 4096)
+            var inflater: (any StreamInflater)?
+            return { (item: Int) throws(EngineError) in
+                let (file, chunk) = items[item]
+                let segment = file.segment
+                let length = file.input(chunk).count
+                let crc: UInt32
+                if segment.compressed {
+                    if chunk == 0 { try checkFraming(file) }
+                    if inflater == nil { inflater = try Codec.makeInflater() }
+                    let range = file.chunkRange[chunk]
+                    let got = try FileIO.readFull(
+                        file.fd, UnsafeMutableRawBufferPointer(start: input.pointer, count: range.length),
+                        at: range.offset, file: file.path)
+                    guard got == range.length else {
+                        throw EngineError(.verifyFailed, "\(file.path) is shorter than written")
+                    }
+                    inflater!.reset()
+                    let result = try inflater!.inflate(
+                        UnsafeRawBufferPointer(start: input.pointer, count: got), into: output.bytes)
+                    let last = chunk == file.chunkCount - 1
+                    guard result.produced == length, result.consumed == got, result.finished == last else {
+                        throw EngineError(
+                            .verifyFailed, "\(file.path): chunk \(chunk) does not inflate to the segment bytes")
+                    }
+                    crc = CRC32.update(0, UnsafeRawBufferPointer(start: output.pointer, count: length))
+                } else {
+                    let got = try FileIO.readFull(
+                        file.fd, UnsafeMutableRawBufferPointer(start: input.pointer, count: length),
+                        at: UInt64(chunk * chunkSize), file: file.path)
+                    guard got == length else {
+                        throw EngineError(.verifyFailed, "\(file.path) is shorter than written")
+                    }
+                    crc = CRC32.update(0, UnsafeRawBufferPointer(start: input.pointer, count: length))
+                }
+                guard crc == file.chunkCRC[chunk] else {
+                    throw EngineError(
+                        .verifyFailed,
+                        "CRC-32 mismatch in \(file.path) at chunk \(chunk): the file differs from segment "
+                            + segment.key.hex)
+                }
+            }
+        }
+        for file in files {
+            var st = stat()
+            guard fstat(file.fd, &st) == 0, UInt64(st.st_size) == file.fileSize else {
+                throw EngineError(.verifyFailed, "\(file.path) does not have the size written")
+            }
+        }
+    }
+
+    static func checkFraming(_ file: BackupFileState) throws(EngineError) {
+        let expectedHead = ASMTHeader(segmentSize: file.segment.size, crc32: file.crc).encoded() + GzipFraming.header
+        let expectedTail = GzipFraming.trailer(crc32: file.crc, size: file.segment.size)
+        let head = try FileIO.read(file.fd, count: expectedHead.count, at: 0, file: file.path)
+        let tail = try FileIO.read(
+            file.fd, count: expectedTail.count, at: file.fileSize - UInt64(expectedTail.count), file: file.path)
+        guard head == expectedHead, tail == expectedTail else {
+            throw EngineError(.verifyFailed, "\(file.path): header or gzip trailer differs from what was written")
+        }
+    }
+
+    static func writeManifest(
+        _ manifest: BackupManifest, directory: String, temp: inout String?
+    )
+        throws(EngineError)
+    {
+        let path = directory + "/" + BackupManifest.fileName
+        let tempPath = directory + "/." + BackupManifest.fileName + ".tmp-\(getpid())"
+        let fd = open(tempPath, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw EngineError(.io, "cannot create \(tempPath): \(errnoText())") }
+        temp = tempPath
+        defer { close(fd) }
+        let bytes = manifest.encoded()
+        try FileIO.writeAll(fd, bytes: bytes, at: 0, file: tempPath)
+        guard fsync(fd) == 0 else { throw EngineError(.io, "cannot fsync \(tempPath): \(errnoText())") }
+        guard rename(tempPath, path) == 0 else {
+            throw EngineError(.io, "cannot rename \(tempPath) to \(path): \(errnoText())")
+        }
+        temp = nil
+        try FileIO.fsyncDirectory(directory)
+    }
+}

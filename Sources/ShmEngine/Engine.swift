@@ -1,0 +1,160 @@
+import Glibc
+
+public enum Engine {
+    /// Tool version written in manifests, reported by /version.
+    public static let version = "0.1.0"
+
+    /// Name of the compression codec in use ("isa-l" or "zlib").
+    public static var codecName: String { Codec.name }
+
+    /// Pre-flight: reads live segments and the directory, writes nothing. All of asmt's sanity rules.
+    public static func planBackup(_ request: BackupRequest) throws(EngineError) -> BackupPlan {
+        _ = try RequestValidation.check(
+            instance: request.instance, namespaces: request.namespaces, directory: request.directory,
+            threads: request.threads)
+        var files: [String] = []
+        var manifestPresent = false
+        switch try FileIO.kind(request.directory) {
+        case .directory:
+            files = try FileIO.list(request.directory)
+            manifestPresent = files.contains(BackupManifest.fileName)
+        case .other:
+            throw EngineError(.io, "\(request.directory) exists and is not a directory")
+        case .missing:
+            let parent = FileIO.parent(of: request.directory)
+            guard try FileIO.kind(parent) == .directory else {
+                throw EngineError(.io, "parent directory \(parent) of \(request.directory) does not exist")
+            }
+        }
+        let segments = try SharedMemory.scan(instance: request.instance)
+        return try BackupPlanner.plan(
+            request, segments: segments, existingFiles: files, manifestPresent: manifestPresent)
+    }
+
+    /// Runs a plan. On failure or cancellation removes every file it wrote (all kinds) and throws.
+    /// Writes the manifest last, atomically; returns it.
+    public static func backup(
+        _ plan: BackupPlan, request: BackupRequest, progress: JobProgress, cancellation: CancellationToken
+    ) throws(EngineError) -> BackupManifest {
+        // Re-plan: the segments must not have changed since the caller's plan.
+        let fresh = try planBackup(request)
+        guard fresh.directory == plan.directory, same(fresh.segments, plan.segments) else {
+            throw EngineError(.invalidSegments, "the segments changed since the backup was planned; plan again")
+        }
+        return try BackupRunner.run(fresh, request: request, progress: progress, cancellation: cancellation)
+    }
+
+    public static func planRestore(_ request: RestoreRequest) throws(EngineError) -> RestorePlan {
+        _ = try RequestValidation.check(
+            instance: request.instance, namespaces: request.namespaces, directory: request.directory,
+            threads: request.threads)
+        guard try FileIO.kind(request.directory) == .directory else {
+            throw EngineError(.invalidBackup, "backup directory \(request.directory) does not exist")
+        }
+        let manifest = try BackupManifest.load(directory: request.directory)
+        let files = try BackupScanner.scan(directory: request.directory, instance: request.instance)
+        let live = try SharedMemory.segments(instance: request.instance)
+        return try RestorePlanner.plan(request, files: files, live: live, manifest: manifest)
+    }
+
+    /// On failure or cancellation removes every segment it created and throws.
+    public static func restore(
+        _ plan: RestorePlan, request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
+    ) throws(EngineError) {
+        let fresh = try planRestore(request)
+        guard fresh.directory == plan.directory, same(fresh.segments, plan.segments) else {
+            throw EngineError(.invalidBackup, "the backup files changed since the restore was planned; plan again")
+        }
+        try RestoreRunner.run(fresh, request: request, progress: progress, cancellation: cancellation)
+    }
+
+    /// Crash recovery: removes those of `keys` that exist, are unattached and were created by process `pid`.
+    /// Returns the keys removed.
+    public static func removeSegments(_ keys: [SegmentKey], createdBy pid: Int32) -> [SegmentKey] {
+        var removed: [SegmentKey] = []
+        for key in keys {
+            guard let shmid = SharedMemory.lookup(key), let info = SharedMemory.stat(shmid: shmid),
+                info.key == key.rawValue, info.nattch == 0, info.cpid == pid
+            else { continue }
+            if SharedMemory.remove(shmid: shmid) { removed.append(key) }
+        }
+        return removed
+    }
+
+    static func same(_ a: [PlannedSegment], _ b: [PlannedSegment]) -> Bool {
+        a.count == b.count
+            && zip(a, b).allSatisfy {
+                $0.key == $1.key && $0.size == $1.size && $0.file == $1.file && $0.compressed == $1.compressed
+                    && $0.fileSize == $1.fileSize
+            }
+    }
+}
+
+/// Reads what the restore planner needs from a backup directory.
+enum BackupScanner {
+    static func scan(directory: String, instance: Int) throws(EngineError) -> [BackupFile] {
+        var result: [BackupFile] = []
+        for name in try FileIO.list(directory) {
+            guard let parsed = SegmentKey.parse(fileName: name), parsed.key.instance == instance else { continue }
+            let path = directory + "/" + name
+            var st = stat()
+            guard stat(path, &st) == 0 else { throw EngineError(.io, "cannot stat \(path): \(errnoText())") }
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                throw EngineError(.invalidBackup, "\(path) is not a regular file")
+            }
+            var file = BackupFile(
+                name: name, key: parsed.key, compressed: parsed.compressed, fileSize: UInt64(st.st_size),
+                uid: st.st_uid, gid: st.st_gid, mode: UInt32(st.st_mode) & 0o777)
+            let kind = parsed.key.kind
+            if parsed.compressed {
+                let head = FileIO.readPrefix(path: path, length: 64 * 1024) ?? []
+                file.header = ASMTHeader.decode(head)
+                if case .success = file.header {
+                    if kind == .dataStage {
+                        if let prefix = inflatePrefix(Array(head.dropFirst(ASMTHeader.size)), length: 44) {
+                            file.facts = SegmentFacts.read(kind: kind, prefix: prefix)
+                        }
+                    } else {
+                        file.facts = SegmentFacts()
+                    }
+                }
+            } else {
+                let length = SegmentFacts.prefixLength(kind: kind)
+                if let prefix = FileIO.readPrefix(path: path, length: length), length > 0 {
+                    if prefix.count >= min(length, Layout.nameLength) {
+                        file.facts = SegmentFacts.read(kind: kind, prefix: prefix)
+                    }
+                } else {
+                    file.facts = SegmentFacts()
+                }
+            }
+            result.append(file)
+        }
+        return result
+    }
+
+    /// The first `length` bytes of a gzip member, or nil.
+    static func inflatePrefix(_ member: [UInt8], length: Int) -> [UInt8]? {
+        guard case .ok(let headerLength) = GzipFraming.parseHeader(member),
+            let inflater = try? Codec.makeInflater()
+        else { return nil }
+        var output = [UInt8](repeating: 0, count: length)
+        let body = Array(member.dropFirst(headerLength))
+        var produced = 0
+        var consumed = 0
+        while produced < length && consumed < body.count {
+            let step: (consumed: Int, produced: Int, finished: Bool)? = body.withUnsafeBytes { input in
+                output.withUnsafeMutableBytes { out in
+                    try? inflater.inflate(
+                        UnsafeRawBufferPointer(rebasing: input[consumed...]),
+                        into: UnsafeMutableRawBufferPointer(rebasing: out[produced...]))
+                }
+            }
+            guard let step, step.consumed + step.produced > 0 else { break }
+            consumed += step.consumed
+            produced += step.produced
+            if step.finished { break }
+        }
+        return Array(output.prefix(produced))
+    }
+}

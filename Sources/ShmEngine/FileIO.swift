@@ -1,0 +1,110 @@
+import Glibc
+
+/// Thin wrappers over the POSIX file calls the engine uses.
+enum FileIO {
+    static let maxCall = 1 << 30
+
+    static func writeAll(
+        _ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: UInt64, file: String
+    )
+        throws(EngineError)
+    {
+        var done = 0
+        while done < buffer.count {
+            let length = min(maxCall, buffer.count - done)
+            let written = pwrite(fd, buffer.baseAddress! + done, length, off_t(offset) + off_t(done))
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw EngineError(.io, "cannot write \(file): \(errnoText())")
+            }
+            if written == 0 { throw EngineError(.io, "cannot write \(file): no progress") }
+            done += written
+        }
+    }
+
+    /// Reads until `buffer` is full or end of file; returns the byte count.
+    static func readFull(
+        _ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, file: String
+    )
+        throws(EngineError) -> Int
+    {
+        var done = 0
+        while done < buffer.count {
+            let length = min(maxCall, buffer.count - done)
+            let got = pread(fd, buffer.baseAddress! + done, length, off_t(offset) + off_t(done))
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw EngineError(.io, "cannot read \(file): \(errnoText())")
+            }
+            if got == 0 { break }
+            done += got
+        }
+        return done
+    }
+
+    static func readPrefix(path: String, length: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return try? read(fd, count: length, at: 0, file: path)
+    }
+
+    static func fsyncDirectory(_ path: String) throws(EngineError) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw EngineError(.io, "cannot open directory \(path): \(errnoText())") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw EngineError(.io, "cannot fsync directory \(path): \(errnoText())") }
+    }
+
+    static func list(_ path: String) throws(EngineError) -> [String] {
+        guard let dir = opendir(path) else {
+            throw EngineError(.io, "cannot read directory \(path): \(errnoText())")
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    enum Kind { case missing, directory, other }
+
+    static func kind(_ path: String) throws(EngineError) -> Kind {
+        var st = stat()
+        if stat(path, &st) != 0 {
+            if errno == ENOENT { return .missing }
+            throw EngineError(.io, "cannot stat \(path): \(errnoText())")
+        }
+        return (st.st_mode & S_IFMT) == S_IFDIR ? .directory : .other
+    }
+
+    static func parent(of path: String) -> String {
+        var trimmed = Substring(path)
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+        return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+    }
+}
+
+extension FileIO {
+    static func writeAll(_ fd: Int32, bytes: [UInt8], at offset: UInt64, file: String) throws(EngineError) {
+        let result: Result<Void, EngineError> = bytes.withUnsafeBytes { raw in
+            Result { () throws(EngineError) in try writeAll(fd, raw, at: offset, file: file) }
+        }
+        try result.get()
+    }
+
+    /// Reads up to `count` bytes at `offset` (fewer at end of file).
+    static func read(_ fd: Int32, count: Int, at offset: UInt64, file: String) throws(EngineError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let result: Result<Int, EngineError> = bytes.withUnsafeMutableBytes { raw in
+            Result { () throws(EngineError) in try readFull(fd, raw, at: offset, file: file) }
+        }
+        let got = try result.get()
+        return Array(bytes.prefix(got))
+    }
+}

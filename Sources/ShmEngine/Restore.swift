@@ -1,0 +1,269 @@
+import CISAL
+import Foundation
+import Glibc
+
+/// One segment being filled by a restore. Mutable fields are guarded by `lock`.
+final class RestoreFileState: @unchecked Sendable {
+    let index: Int
+    let segment: PlannedSegment
+    let path: String
+    let chunkSize: Int
+    let chunkCount: Int
+    let lock = NSLock()
+    var fd: Int32 = -1
+    var shmid: Int32 = -1
+    var attachment: Attachment?
+    var remaining: Int
+    var chunkCRC: [UInt32]
+
+    init(index: Int, segment: PlannedSegment, directory: String, chunkSize: Int) {
+        self.index = index
+        self.segment = segment
+        path = directory + "/" + segment.file
+        self.chunkSize = chunkSize
+        // A compressed file is one sequential item.
+        chunkCount = segment.compressed ? 1 : Int((segment.size + UInt64(chunkSize) - 1) / UInt64(chunkSize))
+        remaining = chunkCount
+        chunkCRC = Array(repeating: 0, count: chunkCount)
+    }
+}
+
+enum RestoreRunner {
+    static let chunkSize = 16 << 20
+    static let inputSize = 4 << 20
+    static let window = 16 << 20
+
+    static func run(
+        _ plan: RestorePlan, request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
+    ) throws(EngineError) {
+        progress.start(plan.segments.map { ($0.key, $0.size) })
+        let files = plan.segments.enumerated().map {
+            RestoreFileState(index: $0.offset, segment: $0.element, directory: plan.directory, chunkSize: chunkSize)
+        }
+        do throws(EngineError) {
+            if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
+            for file in files { try prepare(file) }
+            try fill(files, request: request, progress: progress, cancellation: cancellation)
+            if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
+            for file in files {
+                try SharedMemory.setOwner(
+                    shmid: file.shmid, key: file.segment.key, uid: file.segment.uid, gid: file.segment.gid,
+                    mode: file.segment.mode)
+            }
+            for file in files {
+                release(file)
+                progress.set(file.index, .done)
+            }
+        } catch {
+            for file in files {
+                release(file)
+                if file.shmid >= 0 {
+                    SharedMemory.remove(shmid: file.shmid)
+                    progress.set(file.index, .failed)
+                }
+            }
+            throw error
+        }
+    }
+
+    static func release(_ file: RestoreFileState) {
+        if file.fd >= 0 {
+            close(file.fd)
+            file.fd = -1
+        }
+        if let attachment = file.attachment {
+            SharedMemory.detach(attachment)
+            file.attachment = nil
+        }
+    }
+
+    static func prepare(_ file: RestoreFileState) throws(EngineError) {
+        let segment = file.segment
+        let fd = open(file.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw EngineError(.invalidBackup, "cannot open \(file.path): \(errnoText())") }
+        file.fd = fd
+        var st = stat()
+        guard fstat(fd, &st) == 0, let expected = segment.fileSize, UInt64(st.st_size) == expected else {
+            throw EngineError(.invalidBackup, "\(file.path) changed since planning")
+        }
+        file.shmid = try SharedMemory.create(segment.key, size: segment.size)
+        file.attachment = try SharedMemory.attach(
+            shmid: file.shmid, key: segment.key, size: segment.size, readOnly: false)
+    }
+
+    static func fill(
+        _ files: [RestoreFileState], request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
+    ) throws(EngineError) {
+        // Sequential compressed files first (largest first), then the chunks of plain files.
+        let compressed = files.filter(\.segment.compressed).sorted { $0.segment.size > $1.segment.size }
+        let plain = files.filter { !$0.segment.compressed }
+        let items = compressed.map { ($0, 0) } + plain.flatMap { file in (0..<file.chunkCount).map { (file, $0) } }
+        let pool = WorkPool(items: items.count, cancellation: cancellation)
+        let verify = request.verify
+        try pool.run(threads: request.threads) { () throws(EngineError) in
+            var inflater: (any StreamInflater)?
+            var input: WorkBuffer?
+            return { (item: Int) throws(EngineError) in
+                let (file, chunk) = items[item]
+                if chunk == 0 { progress.set(file.index, .running) }
+                if file.segment.compressed {
+                    if inflater == nil {
+                        inflater = try Codec.makeInflater()
+                        input = WorkBuffer(count: inputSize)
+                    }
+                    try inflate(
+                        file, inflater: inflater!, input: input!, verify: verify, pool: pool, progress: progress)
+                    return
+                }
+                let offset = chunk * chunkSize
+                let length = min(chunkSize, Int(file.segment.size) - offset)
+                let target = UnsafeMutableRawBufferPointer(start: file.attachment!.address + offset, count: length)
+                cisal_prefault_write(target.baseAddress, UInt64(length))
+                let got = try FileIO.readFull(file.fd, target, at: UInt64(offset), file: file.path)
+                guard got == length else { throw EngineError(.invalidBackup, "\(file.path) is shorter than planned") }
+                let crc = CRC32.update(0, UnsafeRawBufferPointer(target))
+                progress.add(bytes: UInt64(length))
+                file.lock.lock()
+                file.chunkCRC[chunk] = crc
+                file.remaining -= 1
+                let done = file.remaining == 0
+                file.lock.unlock()
+                if done {
+                    var total: UInt32 = 0
+                    for index in 0..<file.chunkCount {
+                        let size = min(UInt64(chunkSize), file.segment.size - UInt64(index * chunkSize))
+                        total = CRC32.combine(total, file.chunkCRC[index], secondLength: size)
+                    }
+                    if verify, let expected = file.segment.crc32, expected != total {
+                        throw EngineError(
+                            .verifyFailed,
+                            "CRC-32 of segment \(file.segment.key.hex) is \(hex32(total)), "
+                                + "the manifest records \(hex32(expected)) for \(file.path)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Inflates one `.dat.gz` file straight into its segment; checks header, stream end, size, CRC.
+    static func inflate(
+        _ file: RestoreFileState, inflater: any StreamInflater, input: WorkBuffer, verify: Bool, pool: WorkPool,
+        progress: JobProgress
+    ) throws(EngineError) {
+        let segment = file.segment
+        let path = file.path
+        let fileSize = segment.fileSize ?? 0
+        let headBytes = try FileIO.read(file.fd, count: ASMTHeader.size, at: 0, file: path)
+        guard case .success(let header) = ASMTHeader.decode(headBytes), header.segmentSize == segment.size else {
+            throw EngineError(.invalidBackup, "\(path): ASMT header changed since planning")
+        }
+        var fileOffset = UInt64(ASMTHeader.size)
+        var buffered = 0  // bytes of input.pointer[start..<buffered] not yet consumed
+        var start = 0
+        func refill() throws(EngineError) -> Bool {
+            if start > 0 {
+                memmove(input.pointer, input.pointer + start, buffered - start)
+                buffered -= start
+                start = 0
+            }
+            guard buffered < input.count else { return true }
+            let got = try FileIO.readFull(
+                file.fd, UnsafeMutableRawBufferPointer(start: input.pointer + buffered, count: input.count - buffered),
+                at: fileOffset, file: path)
+            fileOffset += UInt64(got)
+            buffered += got
+            return got > 0
+        }
+        _ = try refill()
+        let headerBytes = Array(UnsafeRawBufferPointer(start: input.pointer, count: min(buffered, 64 * 1024)))
+        switch GzipFraming.parseHeader(headerBytes) {
+        case .ok(let length): start = length
+        case .needMore: throw EngineError(.invalidBackup, "\(path): truncated gzip header")
+        case .invalid(let why): throw EngineError(.invalidBackup, "\(path): \(why)")
+        }
+        inflater.reset()
+        let base = file.attachment!.address
+        let size = Int(segment.size)
+        var produced = 0
+        var prefaulted = 0
+        var crc: UInt32 = 0
+        var finished = false
+        var scratch = [UInt8](repeating: 0, count: 64)
+        while !finished {
+            if pool.shouldStop { return }
+            if start == buffered {
+                guard try refill() else {
+                    throw EngineError(.invalidBackup, "\(path) is truncated: the deflate stream does not end")
+                }
+            }
+            let available = UnsafeRawBufferPointer(start: input.pointer + start, count: buffered - start)
+            let result: (consumed: Int, produced: Int, finished: Bool)
+            if produced < size {
+                let length = min(window, size - produced)
+                if produced + length > prefaulted {
+                    let end = min(size, max(prefaulted, produced) + window * 2)
+                    cisal_prefault_write(base + prefaulted, UInt64(end - prefaulted))
+                    prefaulted = end
+                }
+                let target = UnsafeMutableRawBufferPointer(start: base + produced, count: length)
+                result = try inflater.inflate(available, into: target)
+                crc = CRC32.update(crc, UnsafeRawBufferPointer(start: base + produced, count: result.produced))
+            } else {
+                let inflated: Result<(consumed: Int, produced: Int, finished: Bool), EngineError> =
+                    scratch.withUnsafeMutableBytes { raw in
+                        Result { () throws(EngineError) in try inflater.inflate(available, into: raw) }
+                    }
+                result = try inflated.get()
+                if result.produced > 0 {
+                    throw EngineError(
+                        .invalidBackup, "\(path) holds more data than the \(size) bytes its header states")
+                }
+            }
+            start += result.consumed
+            produced += result.produced
+            progress.add(bytes: UInt64(result.produced))
+            finished = result.finished
+            if !finished && result.consumed == 0 && result.produced == 0 && start < buffered {
+                // No progress with input available: the decoder needs more bytes at once.
+                if buffered == input.count && start == 0 {
+                    throw EngineError(.invalidBackup, "\(path): deflate stream cannot be decoded")
+                }
+                guard try refill() else {
+                    throw EngineError(.invalidBackup, "\(path) is truncated: the deflate stream does not end")
+                }
+            }
+        }
+        guard produced == size else {
+            throw EngineError(
+                .invalidBackup, "\(path) inflates to \(produced) bytes, its header states \(size) (truncated data)")
+        }
+        // The 8-byte trailer must follow, and nothing after it.
+        while buffered - start < GzipFraming.trailerSize {
+            guard try refill() else { throw EngineError(.invalidBackup, "\(path) is truncated: gzip trailer missing") }
+        }
+        let trailer = Array(UnsafeRawBufferPointer(start: input.pointer + start, count: GzipFraming.trailerSize))
+        let end = fileOffset - UInt64(buffered - start - GzipFraming.trailerSize)
+        guard end == fileSize else {
+            throw EngineError(.invalidBackup, "\(path) has \(fileSize - end) bytes after the gzip member")
+        }
+        guard trailer == GzipFraming.trailer(crc32: crc, size: segment.size) else {
+            throw EngineError(
+                .verifyFailed, "\(path): gzip trailer does not match the inflated data (CRC-32 \(hex32(crc)))")
+        }
+        if verify {
+            if header.crc32 != crc {
+                throw EngineError(
+                    .verifyFailed, "\(path): header CRC-32 \(hex32(header.crc32)) differs from the data \(hex32(crc))")
+            }
+            if let expected = segment.crc32, expected != crc {
+                throw EngineError(
+                    .verifyFailed, "\(path): CRC-32 \(hex32(crc)) differs from the manifest \(hex32(expected))")
+            }
+        }
+    }
+}
+
+func hex32(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
+}

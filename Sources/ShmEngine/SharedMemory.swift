@@ -1,0 +1,99 @@
+import CISAL
+import Glibc
+
+/// A live segment plus the facts read from its first bytes.
+struct ScannedSegment: Sendable {
+    var live: LiveSegment
+    var facts: SegmentFacts
+}
+
+/// A segment attached to this process. Raw pointers cross worker threads only inside the engine.
+struct Attachment: @unchecked Sendable {
+    let shmid: Int32
+    let address: UnsafeMutableRawPointer
+    let size: Int
+
+    var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: size) }
+}
+
+public enum SharedMemory {
+    /// SHM_INFO / SHM_STAT walk; tolerant of segments vanishing during the walk. nil = all instances.
+    public static func segments(instance: Int?) throws(EngineError) -> [LiveSegment] {
+        try scan(instance: instance).map(\.live)
+    }
+
+    static func scan(instance: Int?) throws(EngineError) -> [ScannedSegment] {
+        let maxIndex = cisal_shm_max_index()
+        guard maxIndex >= 0 else { throw EngineError(.system, "shmctl(SHM_INFO) failed: \(errnoText())") }
+        var result: [ScannedSegment] = []
+        for index in 0...maxIndex {
+            var info = cisal_shm_info()
+            let id = cisal_shm_stat_index(Int32(index), &info)
+            guard id >= 0 else { continue }  // unused slot, or removed meanwhile
+            guard let key = SegmentKey(rawValue: info.key) else { continue }
+            if let instance, key.instance != instance { continue }
+            var live = LiveSegment(
+                key: key, shmid: info.shmid, size: info.size, attachCount: Int(info.nattch), uid: info.uid,
+                gid: info.gid, mode: info.mode & 0o777, creatorPID: info.cpid)
+            var facts = SegmentFacts()
+            let length = SegmentFacts.prefixLength(kind: key.kind)
+            if length > 0 {
+                guard let prefix = readPrefix(shmid: info.shmid, size: info.size, length: length) else {
+                    continue  // vanished during the walk
+                }
+                facts = SegmentFacts.read(kind: key.kind, prefix: prefix)
+                live.namespace = facts.namespace
+            }
+            result.append(ScannedSegment(live: live, facts: facts))
+        }
+        return result.sorted { $0.live.key < $1.live.key }
+    }
+
+    /// Copies up to `length` leading bytes of a segment (temporary read-only attach).
+    static func readPrefix(shmid: Int32, size: UInt64, length: Int) -> [UInt8]? {
+        guard let address = cisal_shm_attach(shmid, 1) else { return nil }
+        defer { _ = cisal_shm_detach(address) }
+        let count = Int(min(size, UInt64(length)))
+        return Array(UnsafeRawBufferPointer(start: address, count: count))
+    }
+
+    static func stat(shmid: Int32) -> cisal_shm_info? {
+        var info = cisal_shm_info()
+        return cisal_shm_stat_id(shmid, &info) == 0 ? info : nil
+    }
+
+    /// shmid of an existing key, nil when it does not exist.
+    static func lookup(_ key: SegmentKey) -> Int32? {
+        let id = cisal_shm_get(key.rawValue, 0, 0)
+        return id >= 0 ? id : nil
+    }
+
+    /// Creates a new segment exclusively, owner-only until its permissions are set.
+    static func create(_ key: SegmentKey, size: UInt64) throws(EngineError) -> Int32 {
+        let id = cisal_shm_get(key.rawValue, size, cisal_ipc_creat() | cisal_ipc_excl() | 0o600)
+        guard id >= 0 else {
+            let code = errno
+            if code == EEXIST { throw EngineError(.segmentsExist, "segment \(key.hex) already exists") }
+            throw EngineError(.system, "cannot create segment \(key.hex) of \(size) bytes: \(errnoText(code))")
+        }
+        return id
+    }
+
+    static func attach(shmid: Int32, key: SegmentKey, size: UInt64, readOnly: Bool) throws(EngineError) -> Attachment {
+        guard let address = cisal_shm_attach(shmid, readOnly ? 1 : 0) else {
+            throw EngineError(.system, "cannot attach segment \(key.hex) (shmid \(shmid)): \(errnoText())")
+        }
+        return Attachment(shmid: shmid, address: address, size: Int(size))
+    }
+
+    static func detach(_ attachment: Attachment) { _ = cisal_shm_detach(attachment.address) }
+
+    static func setOwner(shmid: Int32, key: SegmentKey, uid: UInt32, gid: UInt32, mode: UInt32) throws(EngineError) {
+        guard cisal_shm_set(shmid, uid, gid, mode & 0o777) == 0 else {
+            throw EngineError(.system, "cannot set owner and mode of segment \(key.hex): \(errnoText())")
+        }
+    }
+
+    @discardableResult
+    static func remove(shmid: Int32) -> Bool { cisal_shm_remove(shmid) == 0 }
+}

@@ -1,0 +1,212 @@
+import Synchronization
+
+/// A live System V segment with an Aerospike key.
+public struct LiveSegment: Sendable, Codable {
+    public var key: SegmentKey
+    public var shmid: Int32
+    public var size: UInt64
+    public var attachCount: Int
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Permission bits (& 0o777).
+    public var mode: UInt32
+    public var creatorPID: Int32
+    /// From the base (offset 1024) and data stages (offset 12); nil for other kinds or when unreadable.
+    public var namespace: String?
+
+    public init(
+        key: SegmentKey, shmid: Int32, size: UInt64, attachCount: Int, uid: UInt32, gid: UInt32, mode: UInt32,
+        creatorPID: Int32, namespace: String? = nil
+    ) {
+        self.key = key
+        self.shmid = shmid
+        self.size = size
+        self.attachCount = attachCount
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.creatorPID = creatorPID
+        self.namespace = namespace
+    }
+}
+
+public struct BackupRequest: Sendable {
+    public var instance: Int
+    public var namespaces: [String]
+    /// The backup directory itself; created 0700 when missing (one level).
+    public var directory: String
+    public var compress: Bool
+    public var verify: Bool
+    /// 0 = one per core.
+    public var threads: Int
+
+    public init(
+        instance: Int, namespaces: [String], directory: String, compress: Bool = false, verify: Bool = true,
+        threads: Int = 0
+    ) {
+        self.instance = instance
+        self.namespaces = namespaces
+        self.directory = directory
+        self.compress = compress
+        self.verify = verify
+        self.threads = threads
+    }
+}
+
+public struct RestoreRequest: Sendable {
+    public var instance: Int
+    public var namespaces: [String]
+    public var directory: String
+    public var verify: Bool
+    public var threads: Int
+
+    public init(instance: Int, namespaces: [String], directory: String, verify: Bool = true, threads: Int = 0) {
+        self.instance = instance
+        self.namespaces = namespaces
+        self.directory = directory
+        self.verify = verify
+        self.threads = threads
+    }
+}
+
+public struct PlannedNamespace: Sendable, Codable, Equatable {
+    public var name: String
+    public var nsid: Int
+
+    public init(name: String, nsid: Int) {
+        self.name = name
+        self.nsid = nsid
+    }
+}
+
+public struct PlannedSegment: Sendable, Codable {
+    public var key: SegmentKey
+    public var kind: SegmentKind
+    public var namespace: String
+    /// Segment size.
+    public var size: UInt64
+    /// File name inside the directory.
+    public var file: String
+    public var compressed: Bool
+    public var uid: UInt32
+    public var gid: UInt32
+    public var mode: UInt32
+    /// Restore plans: the file's size. (Addition to the contract.)
+    public var fileSize: UInt64? = nil
+    /// Restore plans: the CRC-32 recorded in the manifest, when there is one. (Addition to the contract.)
+    public var crc32: UInt32? = nil
+}
+
+public struct BackupPlan: Sendable, Codable {
+    public var instance: Int
+    public var directory: String
+    public var namespaces: [PlannedNamespace]
+    public var segments: [PlannedSegment]
+    public var totalBytes: UInt64
+}
+
+public struct RestorePlan: Sendable, Codable {
+    public var instance: Int
+    public var directory: String
+    public var namespaces: [PlannedNamespace]
+    public var segments: [PlannedSegment]
+    public var totalBytes: UInt64
+}
+
+public struct EngineError: Error, Sendable, CustomStringConvertible, Equatable {
+    public enum Code: String, Sendable, Codable {
+        /// Bad instance, no namespaces, bad threads.
+        case invalidRequest = "INVALID_REQUEST"
+        /// No base segment / base file with that name.
+        case namespaceNotFound = "NAMESPACE_NOT_FOUND"
+        /// A segment of the namespace is attached.
+        case serverRunning = "SERVER_RUNNING"
+        /// Base shutdown status != 1.
+        case uncleanShutdown = "UNCLEAN_SHUTDOWN"
+        /// Treex missing, stage holes, counts, base version, sizes.
+        case invalidSegments = "INVALID_SEGMENTS"
+        /// Backup: files of that instance+nsid already in the directory.
+        case filesExist = "FILES_EXIST"
+        /// Restore: segments of that instance+nsid exist.
+        case segmentsExist = "SEGMENTS_EXIST"
+        /// Restore: missing/corrupt/truncated files, bad header.
+        case invalidBackup = "INVALID_BACKUP"
+        /// CRC-32 mismatch.
+        case verifyFailed = "VERIFY_FAILED"
+        case canceled = "CANCELED"
+        /// File system errors (ENOSPC, EACCES, ...).
+        case io = "IO_ERROR"
+        /// Shm calls refused, out of memory, ...
+        case system = "SYSTEM_ERROR"
+    }
+
+    public var code: Code
+    /// One clear line, names the segment/file.
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// Progress of one job, readable from any thread while the job runs.
+public final class JobProgress: Sendable {
+    private let state = Mutex(ProgressSnapshot(bytesTotal: 0, bytesDone: 0, segmentsTotal: 0, segmentsDone: 0))
+
+    public init() {}
+
+    public func snapshot() -> ProgressSnapshot { state.withLock { $0 } }
+
+    func start(_ segments: [(SegmentKey, UInt64)]) {
+        state.withLock {
+            $0 = ProgressSnapshot(
+                bytesTotal: segments.reduce(0) { $0 + $1.1 }, bytesDone: 0, segmentsTotal: segments.count,
+                segmentsDone: 0, segments: segments.map { SegmentProgress(key: $0.0, state: .pending) })
+        }
+    }
+
+    func add(bytes: UInt64) {
+        state.withLock { $0.bytesDone = min($0.bytesTotal, $0.bytesDone + bytes) }
+    }
+
+    func set(_ index: Int, _ newState: SegmentProgress.State) {
+        state.withLock {
+            guard $0.segments.indices.contains(index) else { return }
+            let old = $0.segments[index].state
+            $0.segments[index].state = newState
+            if newState == .done && old != .done { $0.segmentsDone += 1 }
+        }
+    }
+}
+
+public struct ProgressSnapshot: Sendable {
+    public var bytesTotal: UInt64
+    public var bytesDone: UInt64
+    public var segmentsTotal: Int
+    public var segmentsDone: Int
+    /// In plan order.
+    public var segments: [SegmentProgress] = []
+}
+
+public struct SegmentProgress: Sendable {
+    public var key: SegmentKey
+    public var state: State
+
+    public enum State: String, Sendable, Codable {
+        case pending, running, done, failed
+    }
+}
+
+/// Cooperative cancellation: the engine checks it between chunks.
+public final class CancellationToken: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    public init() {}
+
+    public func cancel() { flag.store(true, ordering: .releasing) }
+
+    public var isCancelled: Bool { flag.load(ordering: .acquiring) }
+}
