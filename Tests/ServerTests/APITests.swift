@@ -47,7 +47,9 @@ struct APITests {
             }
         }
         let unknown = try await server.request("POST", "/v1/backup", body: #"{"instance":14,"compres":true}"#)
-        #expect((unknown.json["error"] as? [String: Any])?["message"] as? String == #"unknown field "compres"; did you mean "compress"?"#)
+        #expect(
+            (unknown.json["error"] as? [String: Any])?["message"] as? String
+                == #"unknown field "compres"; did you mean "compress"?"#)
         let query = try await server.request("GET", "/v1/jobs?state=done")
         #expect(query.status == 400)
         #expect(query.errorCode == "INVALID_QUERY")
@@ -153,7 +155,8 @@ enum Promtool {
         let candidates = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
         guard let tool = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
-                throw Failed(description: "promtool is missing: scripts/install-deps installs the Debian package prometheus")
+                throw Failed(
+                    description: "promtool is missing: scripts/install-deps installs the Debian package prometheus")
             }
             return
         }

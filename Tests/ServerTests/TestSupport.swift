@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ShmEngine
 
 @testable import Server
 
@@ -84,7 +85,8 @@ enum TestClient {
         var headers: [String: String] = [:]
         for line in head.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces)
         }
         return TestResponse(status: status, headers: headers, body: Array(bytes[(end + 4)...]))
     }
@@ -124,7 +126,9 @@ final class TestServer: @unchecked Sendable {
 
     /// Blocking socket I/O runs on a Dispatch thread: the cooperative pool (2 threads here) must stay free
     /// for the server's handlers.
-    func request(_ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:])
+    func request(
+        _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:]
+    )
         async throws -> TestResponse
     {
         let port = self.port
@@ -149,5 +153,57 @@ final class TestServer: @unchecked Sendable {
 
     func stop() async {
         await service.shutdown()
+    }
+}
+
+/// Real shm segments for a test: instance 14, its own nsid (1..16) and namespace name, removed by shmid.
+final class TestSegments: @unchecked Sendable {
+    static let instance = 14
+    let nsid: Int
+    let name: String
+    private(set) var created: [LiveSegment]
+
+    init(
+        nsid: Int, name: String, stages: Int = 2, stageSize: Int = 1 << 20, uid: UInt32 = 0, gid: UInt32 = 0,
+        mode: UInt32 = 0o600
+    ) throws {
+        precondition((1...16).contains(nsid))
+        self.nsid = nsid
+        self.name = name
+        // Leftovers of an earlier crashed run of this very test (same nsid and name) would block it.
+        Self.removeAll(nsid: nsid)
+        let spec = SyntheticNamespace(
+            name: name, nsid: nsid, primaryStages: stages, stageSize: stageSize, secondaryStages: 1, dataStages: 1,
+            uid: uid, gid: gid, mode: mode, seed: UInt64(nsid))
+        created = try SyntheticSegments.create(instance: Self.instance, namespace: spec)
+    }
+
+    /// The live segments of this test's nsid (the originals or the restored ones).
+    func live() throws -> [LiveSegment] {
+        try SharedMemory.segments(instance: Self.instance).filter { $0.key.nsid == nsid }.sorted { $0.key < $1.key }
+    }
+
+    func removeOriginals() {
+        SyntheticSegments.remove(created)
+        created = []
+    }
+
+    /// Removes every segment of this nsid on instance 14 (originals and those a restore created).
+    func cleanUp() {
+        SyntheticSegments.remove(created)
+        Self.removeAll(nsid: nsid)
+    }
+
+    static func removeAll(nsid: Int) {
+        let left = ((try? SharedMemory.segments(instance: instance)) ?? []).filter { $0.key.nsid == nsid }
+        for segment in left where segment.attachCount == 0 { shmctl(segment.shmid, IPC_RMID, nil) }
+    }
+
+    /// Bytes of a segment, read through a read-only attach.
+    static func contents(_ segment: LiveSegment) -> [UInt8] {
+        guard let address = shmat(segment.shmid, nil, SHM_RDONLY), address != UnsafeMutableRawPointer(bitPattern: -1)
+        else { return [] }
+        defer { shmdt(address) }
+        return Array(UnsafeRawBufferPointer(start: address, count: Int(segment.size)))
     }
 }

@@ -172,17 +172,19 @@ struct API: Sendable {
 
     func deleteBackup(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
         let id = request.pathParameters["id"] ?? ""
-        guard Paths.isSafeName(id), let (info, _) = BackupCatalog.find(id: id, in: config) else {
-            throw APIError(.backupNotFound, "no backup \(id)")
-        }
-        try jobs.withBackupNotInUse(id) { () throws(APIError) in
+        // In use first: a backup being written may not have its directory yet.
+        let path = try jobs.withBackupNotInUse(id) { () throws(APIError) -> String in
+            guard Paths.isSafeName(id), let (info, _) = BackupCatalog.find(id: id, in: config) else {
+                throw APIError(.backupNotFound, "no backup \(id)")
+            }
             do {
                 try FileSystem.removeTree(info.path)
             } catch {
                 throw APIError(.io, "cannot remove backup \(id): \(error)")
             }
+            return info.path
         }
-        jobs.logger.info("backup deleted", metadata: ["backup": "\(id)", "path": "\(info.path)"])
+        jobs.logger.info("backup deleted", metadata: ["backup": "\(id)", "path": "\(path)"])
         return HTTPResponse(status: 204)
     }
 
