@@ -71,133 +71,145 @@ func request(port: Int, _ method: String, _ path: String, body: String? = nil) a
     }
 }
 
-struct ProcessTests {
-    func writeConfig(_ directory: TemporaryDirectory, namespace: String, extra: String = "") throws -> String {
-        let file = directory.path + "/asmtd.yml"
-        let yaml = """
-            service:
-              http: {port: 0}
-              state-dir: state
-              shutdown-timeout: 10000
-            \(extra)
-            instances:
-              - instance: 14
-                backup-path: backups
-                namespaces: [\(namespace)]
-                threads: 1
-                compress: true
-            """
-        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
-        return file
-    }
+extension ShmTests {
+    @Suite struct ProcessTests {
+        func writeConfig(_ directory: TemporaryDirectory, namespace: String, extra: String = "") throws -> String {
+            let file = directory.path + "/asmtd.yml"
+            let yaml = """
+                service:
+                  http: {port: 0}
+                  state-dir: state
+                  shutdown-timeout: 10000
+                \(extra)
+                instances:
+                  - instance: 14
+                    backup-path: backups
+                    namespaces: [\(namespace)]
+                    threads: 1
+                    compress: true
+                """
+            try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+            return file
+        }
 
-    /// Polls until the job runs and has copied something.
-    func waitUntilBusy(port: Int, _ id: String) async throws -> [String: Any] {
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            let job = try await request(port: port, "GET", "/v1/jobs/\(id)").json
-            let progress = job["progress"] as? [String: Any]
-            if job["state"] as? String == "running", let done = progress?["bytes-done"] as? Int, done > 0 {
-                return job
+        /// Polls until the job runs (its record on disk says running).
+        func waitUntilBusy(port: Int, _ id: String) async throws -> [String: Any] {
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline {
+                let job = try await request(port: port, "GET", "/v1/jobs/\(id)").json
+                if job["state"] as? String == "running" { return job }
+                if job["state"] as? String != "running" && job["state"] as? String != "queued" { return job }
+                try await Task.sleep(for: .milliseconds(2))
             }
-            if job["state"] as? String != "running" && job["state"] as? String != "queued" { return job }
-            try await Task.sleep(for: .milliseconds(5))
+            return [:]
         }
-        return [:]
-    }
 
-    @Test func aBadConfigExits78WithEveryError() async throws {
-        let directory = try TemporaryDirectory()
-        let file = directory.path + "/bad.yml"
-        try "service:\n  htp: {}\ninstances:\n  - {instance: 99}\n".write(
-            toFile: file, atomically: true, encoding: .utf8)
-        let validate = try AsmtdProcess(["validate", "-c", file])
-        #expect(await validate.waitForExit() == 78)
-        #expect(
-            validate.text.contains("bad.yml:2: service.htp: unknown key; did you mean \"http\"?"), "\(validate.text)")
-        #expect(validate.text.contains("instances[0].instance"))
-        #expect(validate.text.contains("instances[0].backup-path: is required"))
-        let serve = try AsmtdProcess(["-c", file])
-        #expect(await serve.waitForExit() == 78)
-        let good = try writeConfig(directory, namespace: "srv-validate")
-        let valid = try AsmtdProcess(["validate", "-c", good])
-        #expect(await valid.waitForExit() == 0)
-    }
-
-    @Test func sigtermStopsCleanly() async throws {
-        let directory = try TemporaryDirectory()
-        let server = try AsmtdProcess(["-c", try writeConfig(directory, namespace: "srv-term")])
-        let port = try await server.waitForPort()
-        #expect(try await request(port: port, "GET", "/health").status == 200)
-        server.signal(SIGTERM)
-        #expect(await server.waitForExit() == 0)
-        #expect(server.text.contains("stopped"))
-    }
-
-    @Test func aBackupKilledMidwayIsInterruptedAndLeavesNoDirectory() async throws {
-        let segments = try TestSegments(nsid: 5, name: "srv-kill-backup", stages: 8, stageSize: 64 << 20)
-        defer { segments.cleanUp() }
-        let directory = try TemporaryDirectory()
-        let config = try writeConfig(directory, namespace: "srv-kill-backup")
-        let first = try AsmtdProcess(["-c", config])
-        let port = try await first.waitForPort()
-        let submitted = try await request(port: port, "POST", "/v1/backup", body: #"{"instance":14}"#)
-        let id = try #require(submitted.json["id"] as? String, "\(submitted.text)")
-        let busy = try await waitUntilBusy(port: port, id)
-        #expect(busy["state"] as? String == "running", "the backup must still run when it is killed: \(busy)")
-        first.signal(SIGKILL)
-        #expect(await first.waitForExit() == 9 || !first.process.isRunning)
-
-        let record = try String(contentsOfFile: directory.path + "/state/jobs/\(id).json", encoding: .utf8)
-        #expect(record.contains("\"running\""))
-
-        let second = try AsmtdProcess(["-c", config])
-        let port2 = try await second.waitForPort()
-        let job = try await request(port: port2, "GET", "/v1/jobs/\(id)").json
-        #expect(job["state"] as? String == "failure", "\(job)")
-        #expect((job["error"] as? [String: Any])?["code"] as? String == "INTERRUPTED")
-        #expect(!FileManager.default.fileExists(atPath: directory.path + "/backups/\(id)"))
-        let backups = try await request(port: port2, "GET", "/v1/backups").json["backups"] as? [Any]
-        #expect(backups?.isEmpty == true)
-        second.signal(SIGTERM)
-        #expect(await second.waitForExit() == 0)
-    }
-
-    @Test func aRestoreKilledMidwayLeavesNoSegments() async throws {
-        let segments = try TestSegments(nsid: 6, name: "srv-kill-restore", stages: 8, stageSize: 64 << 20)
-        defer { segments.cleanUp() }
-        let directory = try TemporaryDirectory()
-        let config = try writeConfig(directory, namespace: "srv-kill-restore")
-        let first = try AsmtdProcess(["-c", config])
-        let port = try await first.waitForPort()
-        let backup = try await request(port: port, "POST", "/v1/backup", body: #"{"instance":14}"#)
-        let backupJob = try #require(backup.json["id"] as? String, "\(backup.text)")
-        var state = ""
-        for _ in 0..<2400 where state != "success" && state != "failure" {
-            state = try await request(port: port, "GET", "/v1/jobs/\(backupJob)").json["state"] as? String ?? ""
-            try await Task.sleep(for: .milliseconds(50))
+        @Test func aBadConfigExits78WithEveryError() async throws {
+            let directory = try TemporaryDirectory()
+            let file = directory.path + "/bad.yml"
+            try "service:\n  htp: {}\ninstances:\n  - {instance: 99}\n".write(
+                toFile: file, atomically: true, encoding: .utf8)
+            let validate = try AsmtdProcess(["validate", "-c", file])
+            #expect(await validate.waitForExit() == 78)
+            #expect(
+                validate.text.contains("bad.yml:2: service.htp: unknown key; did you mean \"http\"?"),
+                "\(validate.text)")
+            #expect(validate.text.contains("instances[0].instance"))
+            #expect(validate.text.contains("instances[0].backup-path: is required"))
+            let serve = try AsmtdProcess(["-c", file])
+            #expect(await serve.waitForExit() == 78)
+            let good = try writeConfig(directory, namespace: "srv-validate")
+            let valid = try AsmtdProcess(["validate", "-c", good])
+            #expect(await valid.waitForExit() == 0)
         }
-        #expect(state == "success")
-        segments.removeOriginals()
 
-        let restore = try await request(port: port, "POST", "/v1/restore", body: #"{"instance":14}"#)
-        let id = try #require(restore.json["id"] as? String, "\(restore.text)")
-        let busy = try await waitUntilBusy(port: port, id)
-        #expect(busy["state"] as? String == "running", "the restore must still run when it is killed: \(busy)")
-        first.signal(SIGKILL)
-        _ = await first.waitForExit()
-        #expect(!(try segments.live().isEmpty), "a killed restore leaves segments behind until the restart")
+        @Test func sigtermStopsCleanly() async throws {
+            let directory = try TemporaryDirectory()
+            let server = try AsmtdProcess(["-c", try writeConfig(directory, namespace: "srv-term")])
+            let port = try await server.waitForPort()
+            #expect(try await request(port: port, "GET", "/health").status == 200)
+            server.signal(SIGTERM)
+            #expect(await server.waitForExit() == 0)
+            #expect(server.text.contains("stopped"))
+        }
 
-        let second = try AsmtdProcess(["-c", config])
-        let port2 = try await second.waitForPort()
-        let job = try await request(port: port2, "GET", "/v1/jobs/\(id)").json
-        #expect(job["state"] as? String == "failure", "\(job)")
-        #expect((job["error"] as? [String: Any])?["code"] as? String == "INTERRUPTED")
-        #expect(try segments.live().isEmpty, "no half-restored index survives the restart")
-        // The backup itself is intact and can be restored again.
-        let again = try await request(port: port2, "POST", "/v1/restore", body: #"{"instance":14}"#)
-        #expect(again.status == 202, "\(again.text)")
-        second.signal(SIGTERM)
-        #expect(await second.waitForExit() == 0)
+        @Test func aBackupKilledMidwayIsInterruptedAndLeavesNoDirectory() async throws {
+            let segments = try TestSegments(nsid: 5, name: "srv-kill-backup", stages: 12, stageSize: 64 << 20)
+            defer { segments.cleanUp() }
+            let directory = try TemporaryDirectory()
+            let config = try writeConfig(directory, namespace: "srv-kill-backup")
+            let first = try AsmtdProcess(["-c", config])
+            let port = try await first.waitForPort()
+            let submitted = try await request(port: port, "POST", "/v1/backup", body: #"{"instance":14}"#)
+            let id = try #require(submitted.json["id"] as? String, "\(submitted.text)")
+            let busy = try await waitUntilBusy(port: port, id)
+            #expect(busy["state"] as? String == "running", "the backup must still run when it is killed: \(busy)")
+            first.signal(SIGKILL)
+            #expect(await first.waitForExit() == 9 || !first.process.isRunning)
+
+            let record = try String(contentsOfFile: directory.path + "/state/jobs/\(id).json", encoding: .utf8)
+            #expect(record.contains("\"running\""))
+
+            let second = try AsmtdProcess(["-c", config])
+            let port2 = try await second.waitForPort()
+            let job = try await request(port: port2, "GET", "/v1/jobs/\(id)").json
+            #expect(job["state"] as? String == "failure", "\(job)")
+            #expect((job["error"] as? [String: Any])?["code"] as? String == "INTERRUPTED")
+            #expect(!FileManager.default.fileExists(atPath: directory.path + "/backups/\(id)"))
+            let backups = try await request(port: port2, "GET", "/v1/backups").json["backups"] as? [Any]
+            #expect(backups?.isEmpty == true)
+            second.signal(SIGTERM)
+            #expect(await second.waitForExit() == 0)
+        }
+
+        @Test func aRestoreKilledMidwayLeavesNoSegments() async throws {
+            let segments = try TestSegments(nsid: 6, name: "srv-kill-restore", stages: 12, stageSize: 64 << 20)
+            defer { segments.cleanUp() }
+            let directory = try TemporaryDirectory()
+            let config = try writeConfig(directory, namespace: "srv-kill-restore")
+            let first = try AsmtdProcess(["-c", config])
+            let port = try await first.waitForPort()
+            let backup = try await request(port: port, "POST", "/v1/backup", body: #"{"instance":14}"#)
+            let backupJob = try #require(backup.json["id"] as? String, "\(backup.text)")
+            var state = ""
+            for _ in 0..<2400 where state != "success" && state != "failure" {
+                state = try await request(port: port, "GET", "/v1/jobs/\(backupJob)").json["state"] as? String ?? ""
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(state == "success")
+            segments.removeOriginals()
+
+            let restore = try await request(port: port, "POST", "/v1/restore", body: #"{"instance":14}"#)
+            let id = try #require(restore.json["id"] as? String, "\(restore.text)")
+            // Kill it once it has created segments, while it still runs.
+            var running = false
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline {
+                let job = try await request(port: port, "GET", "/v1/jobs/\(id)").json
+                running = job["state"] as? String == "running"
+                if !running && job["state"] as? String != "queued" { break }
+                if running, !(try segments.live().isEmpty) {
+                    first.signal(SIGKILL)
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            #expect(running, "the restore must still run when it is killed")
+            first.signal(SIGKILL)
+            _ = await first.waitForExit()
+            #expect(!(try segments.live().isEmpty), "a killed restore leaves segments behind until the restart")
+
+            let second = try AsmtdProcess(["-c", config])
+            let port2 = try await second.waitForPort()
+            let job = try await request(port: port2, "GET", "/v1/jobs/\(id)").json
+            #expect(job["state"] as? String == "failure", "\(job)")
+            #expect((job["error"] as? [String: Any])?["code"] as? String == "INTERRUPTED")
+            #expect(try segments.live().isEmpty, "no half-restored index survives the restart")
+            // The backup itself is intact and can be restored again.
+            let again = try await request(port: port2, "POST", "/v1/restore", body: #"{"instance":14}"#)
+            #expect(again.status == 202, "\(again.text)")
+            second.signal(SIGTERM)
+            #expect(await second.waitForExit() == 0)
+        }
     }
 }

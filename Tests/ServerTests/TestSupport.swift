@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ShmEngine
+import Testing
 
 @testable import Server
 
@@ -178,9 +179,29 @@ final class TestSegments: @unchecked Sendable {
         created = try SyntheticSegments.create(instance: Self.instance, namespace: spec)
     }
 
-    /// The live segments of this test's nsid (the originals or the restored ones).
+    /// The live segments of this test's nsid (the originals or the restored ones), listed without attaching
+    /// them (an attach would look like a running server to a backup of another test).
     func live() throws -> [LiveSegment] {
-        try SharedMemory.segments(instance: Self.instance).filter { $0.key.nsid == nsid }.sorted { $0.key < $1.key }
+        Self.walk().filter { $0.key.instance == Self.instance && $0.key.nsid == nsid }.sorted { $0.key < $1.key }
+    }
+
+    /// SHM_INFO / SHM_STAT walk of the Aerospike-keyed segments, attaching none.
+    static func walk() -> [LiveSegment] {
+        var info = shmid_ds()
+        let maxIndex = shmctl(0, SHM_INFO, &info)
+        guard maxIndex >= 0 else { return [] }
+        var result: [LiveSegment] = []
+        for index in 0...maxIndex {
+            var ds = shmid_ds()
+            let shmid = shmctl(index, SHM_STAT, &ds)
+            guard shmid >= 0, let key = SegmentKey(rawValue: UInt32(bitPattern: ds.shm_perm.__key)) else { continue }
+            result.append(
+                LiveSegment(
+                    key: key, shmid: shmid, size: UInt64(ds.shm_segsz), attachCount: Int(ds.shm_nattch),
+                    uid: ds.shm_perm.uid, gid: ds.shm_perm.gid, mode: UInt32(ds.shm_perm.mode) & 0o777,
+                    creatorPID: ds.shm_cpid))
+        }
+        return result
     }
 
     func removeOriginals() {
@@ -195,7 +216,7 @@ final class TestSegments: @unchecked Sendable {
     }
 
     static func removeAll(nsid: Int) {
-        let left = ((try? SharedMemory.segments(instance: instance)) ?? []).filter { $0.key.nsid == nsid }
+        let left = walk().filter { $0.key.instance == instance && $0.key.nsid == nsid }
         for segment in left where segment.attachCount == 0 { shmctl(segment.shmid, IPC_RMID, nil) }
     }
 
@@ -207,3 +228,7 @@ final class TestSegments: @unchecked Sendable {
         return Array(UnsafeRawBufferPointer(start: address, count: Int(segment.size)))
     }
 }
+
+/// Every test that plans or runs jobs on instance 14 runs one at a time: planning reads the names of all the
+/// instance's base and data segments through brief attaches, which a concurrent backup would take for a server.
+@Suite(.serialized) struct ShmTests {}

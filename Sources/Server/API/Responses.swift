@@ -9,7 +9,7 @@ enum Responses {
         _ status: Int, _ value: T, headers extra: HTTPHeaders = HTTPHeaders()
     ) -> HTTPResponse {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         var headers = extra
         headers.replaceOrAdd(name: "Content-Type", value: jsonType)
         guard let data = try? encoder.encode(value) else {

@@ -282,11 +282,8 @@ final class JobManager: Sendable {
         if started.type == .backup, outcome.0 != .success {
             removeIncompleteBackup(started.path)
         }
-        let final = finish(id, live: live, state: outcome.0, error: outcome.1)
+        let final = finish(id, live: live, state: outcome.0, error: outcome.1, begin: begin)
         let seconds = Time.monotonic() - begin
-        metrics.jobFinished(
-            type: final.type.rawValue, outcome: final.state.rawValue, instance: final.request.instance,
-            seconds: seconds, bytes: final.progress.bytesDone, now: Time.now())
         var metadata: Logger.Metadata = [
             "job": "\(id)", "type": "\(final.type.rawValue)", "outcome": "\(final.state.rawValue)",
             "seconds": "\(String(format: "%.3f", seconds))", "bytes": "\(final.progress.bytesDone)",
@@ -321,36 +318,41 @@ final class JobManager: Sendable {
         return picked
     }
 
-    private func finish(_ id: String, live: Live, state newState: JobState, error: JobErrorRecord?) -> JobRecord {
+    /// Persists the final record, counts it, then publishes it and frees the instance in one step, so a
+    /// client that sees the job finished also sees the instance free and the metrics updated.
+    private func finish(
+        _ id: String, live: Live, state newState: JobState, error: JobErrorRecord?, begin: Double
+    ) -> JobRecord {
         let snapshot = live.progress.snapshot()
-        let record: JobRecord = state.withLock { s in
-            var record = s.records[id]!
-            record.state = newState
-            record.error = error
-            record.finished = Time.now()
-            if snapshot.segmentsTotal > 0 {
-                record.apply(progress: ProgressRecord(snapshot), segmentStates: snapshot.segments.map(\.state.rawValue))
+        var record: JobRecord = state.withLock { $0.records[id]! }
+        record.state = newState
+        record.error = error
+        record.finished = Time.now()
+        if snapshot.segmentsTotal > 0 {
+            record.apply(progress: ProgressRecord(snapshot), segmentStates: snapshot.segments.map(\.state.rawValue))
+        }
+        if newState != .success {
+            for index in record.segments.indices where record.segments[index].state != "done" {
+                record.segments[index].state = newState == .canceled ? "canceled" : "failed"
             }
-            if newState != .success {
-                for index in record.segments.indices where record.segments[index].state != "done" {
-                    record.segments[index].state = newState == .canceled ? "canceled" : "failed"
-                }
-            }
-            s.records[id] = record
-            return record
         }
         do {
             try store.save(record)
         } catch {
             logger.error("cannot save job record", metadata: ["job": "\(id)", "error": "\(error)"])
         }
+        metrics.jobFinished(
+            type: record.type.rawValue, outcome: record.state.rawValue, instance: record.request.instance,
+            seconds: Time.monotonic() - begin, bytes: record.progress.bytesDone, now: Time.now())
+        let final = record
         state.withLock { s in
+            s.records[id] = final
             s.live[id] = nil
-            if s.busy[record.request.instance] == id { s.busy[record.request.instance] = nil }
-            if s.backupsInUse[record.backup] == id { s.backupsInUse[record.backup] = nil }
+            if s.busy[final.request.instance] == id { s.busy[final.request.instance] = nil }
+            if s.backupsInUse[final.backup] == id { s.backupsInUse[final.backup] = nil }
             s.threads -= 1
         }
-        return record
+        return final
     }
 
     /// The engine removes the files it wrote; the directory it created goes too, unless it is complete.
@@ -421,6 +423,13 @@ final class JobManager: Sendable {
         let record = try result.get()
         logger.info("job cancel requested", metadata: ["job": "\(id)"])
         return record
+    }
+
+    /// A queued or running job on `instance` (any instance when nil).
+    func runningJob(instance: Int?) -> (job: String, instance: Int)? {
+        state.withLock { s in
+            s.busy.first { instance == nil || $0.key == instance }.map { (job: $0.value, instance: $0.key) }
+        }
     }
 
     /// The job using a backup (reading or writing it), if any.
