@@ -23,7 +23,7 @@ struct WireResponse {
 }
 
 /// A blocking loopback client that speaks raw bytes, with poll-based timeouts.
-final class RawClient {
+final class RawClient: @unchecked Sendable {
     let fd: Int32
     private var buffer: [UInt8] = []
     private(set) var sawEOF = false
