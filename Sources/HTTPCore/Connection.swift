@@ -395,6 +395,15 @@ final class Connection: @unchecked Sendable {
 
     // MARK: Deadlines
 
+    /// Dispatch on Linux does not always report a reset (EPOLLERR without data) to a read source, so
+    /// each tick checks the socket: a pending error (ECONNRESET) or EOF means the peer is gone.
+    private func peerIsGone() -> Bool {
+        var byte: UInt8 = 0
+        let peeked = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        if peeked == 0 { return true }
+        return peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
+    }
+
     private func onTick() {
         let now = Self.now()
         switch state {
@@ -408,6 +417,10 @@ final class Connection: @unchecked Sendable {
                 return
             }
             guard !inFlight else { return }
+            if peerIsGone() {
+                close()
+                return
+            }
             switch parser.phase {
             case .idle:
                 if requestsServed == 0 {

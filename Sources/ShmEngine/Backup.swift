@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Glibc
 
@@ -21,6 +22,8 @@ final class BackupFileState: @unchecked Sendable {
     var fileSize: UInt64 = 0
     var started = ""
     var finished = ""
+    /// All data, header and trailer written (not necessarily synced).
+    var written = false
 
     init(index: Int, segment: PlannedSegment, directory: String, chunkSize: Int) {
         self.index = index
@@ -76,9 +79,6 @@ enum BackupRunner {
             }
             for file in files { try prepare(file) }
             try copy(files, request: request, progress: progress, cancellation: cancellation)
-            if request.verify {
-                try verify(files, request: request, cancellation: cancellation)
-            }
             for file in files { progress.set(file.index, .done) }
             try FileIO.fsyncDirectory(directory)
             if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
@@ -152,69 +152,42 @@ enum BackupRunner {
         }
     }
 
+    /// Copies every chunk, then (with verify) reads each file back once it is complete. fsync runs on a
+    /// separate queue so that the workers keep compressing while the disk catches up.
     static func copy(
         _ files: [BackupFileState], request: BackupRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError) {
-        let items = files.flatMap { file in (0..<file.chunkCount).map { (file, $0) } }
+        let copyItems = files.flatMap { file in (0..<file.chunkCount).map { (file, $0, false) } }
+        let verifyItems = request.verify ? files.flatMap { file in (0..<file.chunkCount).map { (file, $0, true) } } : []
+        let items = copyItems + verifyItems
         let pool = WorkPool(items: items.count, cancellation: cancellation)
+        let syncer = Syncer()
+        defer { syncer.wait() }
         try pool.run(threads: request.threads) { () throws(EngineError) in
-            var deflater: (any PieceDeflater)?
-            var output: WorkBuffer?
+            let worker = BackupWorker()
             return { (item: Int) throws(EngineError) in
-                let (file, chunk) = items[item]
-                let segment = file.segment
-                if chunk == 0 {
-                    progress.set(file.index, .running)
-                    file.lock.lock()
-                    file.started = rfc3339()
-                    file.lock.unlock()
+                let (file, chunk, verifying) = items[item]
+                if verifying {
+                    try worker.verify(file, chunk: chunk, pool: pool)
+                } else if try worker.copy(file, chunk: chunk, pool: pool, progress: progress) {
+                    try finish(file)
+                    syncer.sync(file, pool: pool)
                 }
-                let input = file.input(chunk)
-                let crc = CRC32.update(0, input)
-                if segment.compressed {
-                    if deflater == nil {
-                        deflater = try Codec.makeDeflater()
-                        output = WorkBuffer(count: Codec.deflateBound(chunkSize))
-                    }
-                    let last = chunk == file.chunkCount - 1
-                    guard let length = try deflater!.compress(input, into: output!.bytes, last: last) else {
-                        throw EngineError(.system, "compressed chunk of \(segment.key.hex) exceeds its buffer")
-                    }
-                    file.lock.lock()
-                    while file.nextToPlace != chunk && !pool.shouldStop {
-                        _ = file.lock.wait(until: Date(timeIntervalSinceNow: 0.05))
-                    }
-                    guard file.nextToPlace == chunk else {
-                        file.lock.unlock()
-                        return
-                    }
-                    let offset = file.writeOffset
-                    file.writeOffset += UInt64(length)
-                    file.nextToPlace += 1
-                    file.chunkCRC[chunk] = crc
-                    file.chunkRange[chunk] = (offset, length)
-                    file.lock.broadcast()
-                    file.lock.unlock()
-                    try FileIO.writeAll(
-                        file.fd, UnsafeRawBufferPointer(start: output!.pointer, count: length), at: offset,
-                        file: file.path)
-                } else {
-                    try FileIO.writeAll(file.fd, input, at: UInt64(chunk * chunkSize), file: file.path)
-                    file.lock.lock()
-                    file.chunkCRC[chunk] = crc
-                    file.lock.unlock()
+            }
+        }
+        syncer.wait()
+        if let error = syncer.error { throw error }
+        if request.verify {
+            for file in files {
+                var st = stat()
+                guard fstat(file.fd, &st) == 0, UInt64(st.st_size) == file.fileSize else {
+                    throw EngineError(.verifyFailed, "\(file.path) does not have the size written")
                 }
-                progress.add(bytes: UInt64(input.count))
-                file.lock.lock()
-                file.remaining -= 1
-                let done = file.remaining == 0
-                file.lock.unlock()
-                if done { try finish(file) }
             }
         }
     }
 
-    /// Header and trailer, owner and mode from the segment, fsync; checks nobody attached meanwhile.
+    /// Header and trailer, owner and mode from the segment; checks nobody attached meanwhile.
     static func finish(_ file: BackupFileState) throws(EngineError) {
         let segment = file.segment
         file.lock.lock()
@@ -222,14 +195,13 @@ enum BackupRunner {
         let end = file.writeOffset
         file.crc = crc
         file.lock.unlock()
+        var fileSize = segment.size
         if segment.compressed {
             let trailer = GzipFraming.trailer(crc32: crc, size: segment.size)
             try FileIO.writeAll(file.fd, bytes: trailer, at: end, file: file.path)
             let head = ASMTHeader(segmentSize: segment.size, crc32: crc).encoded() + GzipFraming.header
             try FileIO.writeAll(file.fd, bytes: head, at: 0, file: file.path)
-            file.fileSize = end + UInt64(trailer.count)
-        } else {
-            file.fileSize = segment.size
+            fileSize = end + UInt64(trailer.count)
         }
         guard fchown(file.fd, segment.uid, segment.gid) == 0 else {
             throw EngineError(.io, "cannot set the owner of \(file.path): \(errnoText())")
@@ -237,7 +209,6 @@ enum BackupRunner {
         guard fchmod(file.fd, mode_t(segment.mode & 0o777)) == 0 else {
             throw EngineError(.io, "cannot set the mode of \(file.path): \(errnoText())")
         }
-        guard fsync(file.fd) == 0 else { throw EngineError(.io, "cannot fsync \(file.path): \(errnoText())") }
         if let attachment = file.attachment, let info = SharedMemory.stat(shmid: attachment.shmid),
             info.nattch > 1
         {
@@ -245,69 +216,11 @@ enum BackupRunner {
                 .serverRunning, "segment \(segment.key.hex) was attached by another process during the backup")
         }
         file.lock.lock()
+        file.fileSize = fileSize
         file.finished = rfc3339()
+        file.written = true
+        file.lock.broadcast()
         file.lock.unlock()
-    }
-
-    /// Reads every file back and checks it against the CRC-32 of the segment bytes it was written from.
-    static func verify(
-        _ files: [BackupFileState], request: BackupRequest, cancellation: CancellationToken
-    )
-        throws(EngineError)
-    {
-        let items = files.flatMap { file in (0..<file.chunkCount).map { (file, $0) } }
-        let pool = WorkPool(items: items.count, cancellation: cancellation)
-        try pool.run(threads: request.threads) { () throws(EngineError) in
-            let input = WorkBuffer(count: Codec.deflateBound(chunkSize))
-            let output = WorkBuffer(count: chunkSize + 4096)
-            var inflater: (any StreamInflater)?
-            return { (item: Int) throws(EngineError) in
-                let (file, chunk) = items[item]
-                let segment = file.segment
-                let length = file.input(chunk).count
-                let crc: UInt32
-                if segment.compressed {
-                    if chunk == 0 { try checkFraming(file) }
-                    if inflater == nil { inflater = try Codec.makeInflater() }
-                    let range = file.chunkRange[chunk]
-                    let got = try FileIO.readFull(
-                        file.fd, UnsafeMutableRawBufferPointer(start: input.pointer, count: range.length),
-                        at: range.offset, file: file.path)
-                    guard got == range.length else {
-                        throw EngineError(.verifyFailed, "\(file.path) is shorter than written")
-                    }
-                    inflater!.reset()
-                    let result = try inflater!.inflate(
-                        UnsafeRawBufferPointer(start: input.pointer, count: got), into: output.bytes)
-                    let last = chunk == file.chunkCount - 1
-                    guard result.produced == length, result.consumed == got, result.finished == last else {
-                        throw EngineError(
-                            .verifyFailed, "\(file.path): chunk \(chunk) does not inflate to the segment bytes")
-                    }
-                    crc = CRC32.update(0, UnsafeRawBufferPointer(start: output.pointer, count: length))
-                } else {
-                    let got = try FileIO.readFull(
-                        file.fd, UnsafeMutableRawBufferPointer(start: input.pointer, count: length),
-                        at: UInt64(chunk * chunkSize), file: file.path)
-                    guard got == length else {
-                        throw EngineError(.verifyFailed, "\(file.path) is shorter than written")
-                    }
-                    crc = CRC32.update(0, UnsafeRawBufferPointer(start: input.pointer, count: length))
-                }
-                guard crc == file.chunkCRC[chunk] else {
-                    throw EngineError(
-                        .verifyFailed,
-                        "CRC-32 mismatch in \(file.path) at chunk \(chunk): the file differs from segment "
-                            + segment.key.hex)
-                }
-            }
-        }
-        for file in files {
-            var st = stat()
-            guard fstat(file.fd, &st) == 0, UInt64(st.st_size) == file.fileSize else {
-                throw EngineError(.verifyFailed, "\(file.path) does not have the size written")
-            }
-        }
     }
 
     static func checkFraming(_ file: BackupFileState) throws(EngineError) {
@@ -340,5 +253,133 @@ enum BackupRunner {
         }
         temp = nil
         try FileIO.fsyncDirectory(directory)
+    }
+}
+
+/// fsyncs finished files one at a time, off the worker threads.
+final class Syncer: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "asmtd.backup.fsync")
+    private let group = DispatchGroup()
+    private let lock = NSLock()
+    private var firstError: EngineError?
+
+    var error: EngineError? { lock.withLock { firstError } }
+
+    func sync(_ file: BackupFileState, pool: WorkPool) {
+        queue.async(group: group) { [self] in
+            guard !pool.shouldStop else { return }
+            if fsync(file.fd) != 0 {
+                let failure = EngineError(.io, "cannot fsync \(file.path): \(errnoText())")
+                lock.withLock { if firstError == nil { firstError = failure } }
+                pool.fail(failure)
+            }
+        }
+    }
+
+    func wait() { group.wait() }
+}
+
+/// Per-thread state of a backup worker: codecs and bounded buffers.
+final class BackupWorker {
+    private var deflater: (any PieceDeflater)?
+    private var inflater: (any StreamInflater)?
+    private var output: WorkBuffer?
+    private var input: WorkBuffer?
+    private var check: WorkBuffer?
+
+    /// Copies one chunk; returns true when it was the file's last outstanding chunk.
+    func copy(_ file: BackupFileState, chunk: Int, pool: WorkPool, progress: JobProgress) throws(EngineError) -> Bool {
+        let segment = file.segment
+        let chunkSize = file.chunkSize
+        if chunk == 0 {
+            progress.set(file.index, .running)
+            file.lock.lock()
+            file.started = rfc3339()
+            file.lock.unlock()
+        }
+        let data = file.input(chunk)
+        let crc = CRC32.update(0, data)
+        if segment.compressed {
+            if deflater == nil { deflater = try Codec.makeDeflater() }
+            if output == nil { output = WorkBuffer(count: Codec.deflateBound(chunkSize)) }
+            let last = chunk == file.chunkCount - 1
+            guard let length = try deflater!.compress(data, into: output!.bytes, last: last) else {
+                throw EngineError(.system, "compressed chunk of \(segment.key.hex) exceeds its buffer")
+            }
+            file.lock.lock()
+            while file.nextToPlace != chunk && !pool.shouldStop {
+                _ = file.lock.wait(until: Date(timeIntervalSinceNow: 0.05))
+            }
+            guard file.nextToPlace == chunk else {
+                file.lock.unlock()
+                return false
+            }
+            let offset = file.writeOffset
+            file.writeOffset += UInt64(length)
+            file.nextToPlace += 1
+            file.chunkCRC[chunk] = crc
+            file.chunkRange[chunk] = (offset, length)
+            file.lock.broadcast()
+            file.lock.unlock()
+            try FileIO.writeAll(
+                file.fd, UnsafeRawBufferPointer(start: output!.pointer, count: length), at: offset, file: file.path)
+        } else {
+            try FileIO.writeAll(file.fd, data, at: UInt64(chunk * chunkSize), file: file.path)
+            file.lock.lock()
+            file.chunkCRC[chunk] = crc
+            file.lock.unlock()
+        }
+        progress.add(bytes: UInt64(data.count))
+        file.lock.lock()
+        file.remaining -= 1
+        let done = file.remaining == 0
+        file.lock.unlock()
+        return done
+    }
+
+    /// Reads one chunk of a complete file back and checks it against the CRC-32 of the segment bytes.
+    func verify(_ file: BackupFileState, chunk: Int, pool: WorkPool) throws(EngineError) {
+        file.lock.lock()
+        while !file.written && !pool.shouldStop { _ = file.lock.wait(until: Date(timeIntervalSinceNow: 0.05)) }
+        let ready = file.written
+        file.lock.unlock()
+        guard ready else { return }
+        let segment = file.segment
+        let chunkSize = file.chunkSize
+        let length = file.input(chunk).count
+        if input == nil { input = WorkBuffer(count: Codec.deflateBound(chunkSize)) }
+        let buffer = input!
+        let crc: UInt32
+        if segment.compressed {
+            if chunk == 0 { try BackupRunner.checkFraming(file) }
+            if inflater == nil { inflater = try Codec.makeInflater() }
+            if check == nil { check = WorkBuffer(count: chunkSize + 4096) }
+            let range = file.chunkRange[chunk]
+            let got = try FileIO.readFull(
+                file.fd, UnsafeMutableRawBufferPointer(start: buffer.pointer, count: range.length), at: range.offset,
+                file: file.path)
+            guard got == range.length else {
+                throw EngineError(.verifyFailed, "\(file.path) is shorter than written")
+            }
+            inflater!.reset()
+            let result = try inflater!.inflate(
+                UnsafeRawBufferPointer(start: buffer.pointer, count: got), into: check!.bytes)
+            let last = chunk == file.chunkCount - 1
+            guard result.produced == length, result.consumed == got, result.finished == last else {
+                throw EngineError(.verifyFailed, "\(file.path): chunk \(chunk) does not inflate to the segment bytes")
+            }
+            crc = CRC32.update(0, UnsafeRawBufferPointer(start: check!.pointer, count: length))
+        } else {
+            let got = try FileIO.readFull(
+                file.fd, UnsafeMutableRawBufferPointer(start: buffer.pointer, count: length),
+                at: UInt64(chunk * chunkSize), file: file.path)
+            guard got == length else { throw EngineError(.verifyFailed, "\(file.path) is shorter than written") }
+            crc = CRC32.update(0, UnsafeRawBufferPointer(start: buffer.pointer, count: length))
+        }
+        guard crc == file.chunkCRC[chunk] else {
+            throw EngineError(
+                .verifyFailed,
+                "CRC-32 mismatch in \(file.path) at chunk \(chunk): the file differs from segment \(segment.key.hex)")
+        }
     }
 }

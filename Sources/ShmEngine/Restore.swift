@@ -118,7 +118,7 @@ enum RestoreRunner {
                 let offset = chunk * chunkSize
                 let length = min(chunkSize, Int(file.segment.size) - offset)
                 let target = UnsafeMutableRawBufferPointer(start: file.attachment!.address + offset, count: length)
-                cisal_prefault_write(target.baseAddress, UInt64(length))
+                // No prefault here: pread faults the pages in faster than MADV_POPULATE_WRITE plus a copy.
                 let got = try FileIO.readFull(file.fd, target, at: UInt64(offset), file: file.path)
                 guard got == length else { throw EngineError(.invalidBackup, "\(file.path) is shorter than planned") }
                 let crc = CRC32.update(0, UnsafeRawBufferPointer(target))

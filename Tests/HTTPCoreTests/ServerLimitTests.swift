@@ -1,0 +1,290 @@
+import Glibc
+import Synchronization
+import Testing
+
+@testable import HTTPCore
+
+/// Timeouts, the connection cap, shutdown and resources. Timeouts are short; margins are generous.
+struct ServerLimitTests {
+    @Test func headTimeoutAnswers408AndCloses() async throws {
+        try await withServer(configure: { $0.headTimeout = .milliseconds(300) }) { server in
+            let port = server.port
+            try await blocking {
+                let client = try RawClient(port: port)
+                client.send("GET / HTTP/1.1\r\nHost: h\r\n")
+                let response = try #require(client.readResponse())
+                #expect(response.status == 408)
+                #expect(response.closes)
+                #expect(client.waitForClose())
+            }
+        }
+    }
+
+    @Test func slowlorisIsCutOffAtTheAbsoluteHeadDeadline() async throws {
+        try await withServer(configure: { $0.headTimeout = .milliseconds(800) }) { server in
+            let port = server.port
+            try await blocking {
+                let client = try RawClient(port: port)
+                let drip = Array("GET / HTTP/1.1\r\nHost: h\r\nX-Drip: ".utf8) + [UInt8](repeating: 0x61, count: 400)
+                var sent = 0
+                // One byte every 50 ms: each byte arrives well within any inactivity timer, but the whole
+                // head would take 20 s; the absolute deadline must cut it.
+                while sent < drip.count && client.readAvailable(timeout: 0.05).isEmpty && !client.sawEOF {
+                    guard client.send([drip[sent]]) else { break }
+                    sent += 1
+                }
+                #expect(sent < drip.count, "the drip was never cut off")
+                #expect(client.waitForClose())
+            }
+        }
+    }
+
+    @Test func idleKeepAliveConnectionIsClosedQuietly() async throws {
+        try await withServer(configure: { $0.idleTimeout = .milliseconds(300) }) { server in
+            let port = server.port
+            try await blocking {
+                let client = try RawClient(port: port)
+                client.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+                #expect(try #require(client.readResponse()).status == 200)
+                #expect(client.waitForClose())
+                #expect(client.readAvailable(timeout: 0.05).isEmpty)
+            }
+        }
+    }
+
+    @Test func connectionThatSendsNothingIsClosedAtTheHeadDeadline() async throws {
+        try await withServer(configure: { $0.headTimeout = .milliseconds(300) }) { server in
+            let port = server.port
+            try await blocking {
+                let client = try RawClient(port: port)
+                #expect(client.waitForClose())
+            }
+        }
+    }
+
+    @Test func stalledBodyGets408() async throws {
+        try await withServer(configure: { $0.bodyTimeout = .milliseconds(300) }) { server in
+            let port = server.port
+            try await blocking {
+                let client = try RawClient(port: port)
+                client.send("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123456789")
+                let response = try #require(client.readResponse())
+                #expect(response.status == 408)
+                #expect(client.waitForClose())
+            }
+        }
+    }
+
+    @Test func truncatedBodyThenCloseNeverReachesTheHandler() async throws {
+        let calls = Atomic<Int>(0)
+        var router = testRouter()
+        router.add("POST", "/count") { _ in
+            calls.add(1, ordering: .relaxed)
+            return HTTPResponse(status: 200)
+        }
+        try await withServer(router: router) { server in
+            let port = server.port
+            try await blocking {
+                let client = try RawClient(port: port)
+                client.send("POST /count HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123456789")
+                client.shutdownWrite()
+                #expect(client.waitForClose())
+                #expect(client.readAvailable(timeout: 0.05).isEmpty)
+            }
+            try await waitUntil { server.openConnections == 0 }
+        }
+        #expect(calls.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func slowHandlerDoesNotBlockOtherConnections() async throws {
+        try await withServer { server in
+            let port = server.port
+            try await blocking {
+                let slow = try RawClient(port: port)
+                slow.send("GET /slow?ms=3000 HTTP/1.1\r\nHost: h\r\n\r\n")
+                let fast = try RawClient(port: port)
+                fast.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+                #expect(try #require(fast.readResponse()).status == 200)
+                #expect(slow.readResponse(timeout: 0.01) == nil, "the slow response came first")
+                #expect(try #require(slow.readResponse()).status == 200)
+            }
+        }
+    }
+
+    @Test func connectionCapLeavesExtraConnectionsInTheBacklog() async throws {
+        try await withServer(configure: { $0.maxConnections = 2 }) { server in
+            let port = server.port
+            try await blocking {
+                let first = try RawClient(port: port)
+                let second = try RawClient(port: port)
+                for client in [first, second] {
+                    client.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+                    #expect(try #require(client.readResponse()).status == 200)
+                }
+                let third = try RawClient(port: port)
+                third.send("GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+                #expect(third.readResponse(timeout: 0.5) == nil, "served past the cap")
+                // The existing connections keep being served.
+                second.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+                #expect(try #require(second.readResponse()).status == 200)
+                first.send("GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+                #expect(try #require(first.readResponse()).status == 200)
+                let late = try #require(third.readResponse(), "the waiting connection was never served")
+                #expect(late.body == Array("b".utf8))
+            }
+        }
+    }
+
+    @Test func slowReaderIsClosedAtTheWriteTimeout() async throws {
+        try await withServer(configure: { $0.writeTimeout = .milliseconds(300) }) { server in
+            let port = server.port
+            let client = try RawClient(port: port)
+            var size: Int32 = 4096
+            _ = setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            client.send("GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+            try await waitUntil { server.acceptedConnections == 1 && server.openConnections == 0 }
+            withExtendedLifetime(client) {}
+        }
+    }
+
+    @Test func gracefulShutdownLetsInFlightRequestsFinishAndClosesIdleOnes() async throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.port = 0
+        let server = HTTPServer(configuration: configuration, router: testRouter())
+        try server.start()
+        let port = server.port
+        let idle = try RawClient(port: port)
+        idle.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(idle.readResponse()?.status == 200)
+        let busy = try RawClient(port: port)
+        busy.send("GET /slow?ms=800 HTTP/1.1\r\nHost: h\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(200))
+        let clock = ContinuousClock()
+        let started = clock.now
+        async let response = blocking { busy.readResponse() }
+        await server.shutdown(gracePeriod: .seconds(20))
+        let elapsed = clock.now - started
+        let answered = try await response
+        #expect(answered?.status == 200)
+        #expect(answered?.closes == true)
+        #expect(elapsed < .seconds(15))
+        #expect(idle.waitForClose())
+        #expect(busy.waitForClose())
+        #expect(server.openConnections == 0)
+        #expect((try? RawClient(port: port)) == nil, "still accepting after shutdown")
+    }
+
+    @Test func shutdownGivesUpOnHandlersPastTheGracePeriod() async throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.port = 0
+        let server = HTTPServer(configuration: configuration, router: testRouter())
+        try server.start()
+        let busy = try RawClient(port: server.port)
+        busy.send("GET /slow?ms=30000 HTTP/1.1\r\nHost: h\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(200))
+        let clock = ContinuousClock()
+        let started = clock.now
+        await server.shutdown(gracePeriod: .milliseconds(300))
+        #expect(clock.now - started < .seconds(20))
+        #expect(busy.waitForClose())
+        #expect(server.openConnections == 0)
+        #expect(server.acceptedConnections == server.closedConnections)
+    }
+
+    @Test func servesOverIPv6LoopbackWhenAvailable() async throws {
+        let probe = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        guard probe >= 0 else { return }
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_addr = in6addr_loopback
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+            }
+        }
+        Glibc.close(probe)
+        guard bound == 0 else { return }  // no IPv6 loopback on this machine
+        let seen = Mutex<String>("")
+        var router = Router()
+        router.add("GET", "/peer") { request in
+            seen.withLock { $0 = request.remoteAddress }
+            return HTTPResponse(status: 200)
+        }
+        try await withServer(router: router, host: "::1") { server in
+            let port = server.port
+            try await blocking {
+                let client = try RawClient(port: port, ipv6: true)
+                client.send("GET /peer HTTP/1.1\r\nHost: [::1]\r\n\r\n")
+                #expect(try #require(client.readResponse()).status == 200)
+            }
+        }
+        #expect(seen.withLock { $0 }.hasPrefix("[::1]:"))
+    }
+
+    @Test func startOnAPortInUseThrowsAClearError() async throws {
+        try await withServer { server in
+            var configuration = HTTPServerConfiguration()
+            configuration.port = server.port
+            let second = HTTPServer(configuration: configuration, router: Router())
+            #expect {
+                try second.start()
+            } throws: { error in
+                "\(error)".contains("in use")
+            }
+        }
+    }
+
+    @Test func resetsAndBadClientsLeakNoDescriptor() async throws {
+        let before = openDescriptorCount()
+        try await withServer(configure: { $0.headTimeout = .seconds(2) }) { server in
+            let port = server.port
+            try await blocking {
+                for round in 0..<40 {
+                    let client = try RawClient(port: port)
+                    switch round % 5 {
+                    case 0:
+                        client.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+                        _ = client.readResponse()
+                    case 1:
+                        client.send("GET / HTTP/1.1\r\nHost: a b\r\n\r\n")
+                        _ = client.readResponse()
+                    case 2:
+                        client.send("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 50\r\n\r\nabc")
+                        client.resetOnClose()
+                    case 3:
+                        // Reset in the middle of a large response.
+                        client.send("GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+                        _ = client.readAvailable(timeout: 0.02)
+                        client.resetOnClose()
+                    default:
+                        client.send("GET /a HTT")
+                    }
+                }
+            }
+            try await waitUntil { server.openConnections == 0 }
+            #expect(server.acceptedConnections == 40)
+            #expect(server.closedConnections == 40)
+        }
+        // Other suites run in parallel and open descriptors too: allow slack, and wait for them to settle.
+        let settled = (try? await waitUntil(timeout: .seconds(10)) { openDescriptorCount() <= before + 8 }) != nil
+        #expect(settled, "descriptors before \(before), after \(openDescriptorCount())")
+    }
+}
+
+func openDescriptorCount() -> Int {
+    guard let directory = opendir("/proc/self/fd") else { return -1 }
+    defer { closedir(directory) }
+    var count = 0
+    while readdir(directory) != nil { count += 1 }
+    return count - 3  // ".", ".." and the directory's own descriptor
+}
+
+/// Polls `condition` until it holds; throws after `timeout`.
+func waitUntil(timeout: Duration = .seconds(15), _ condition: () -> Bool) async throws {
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    while !condition() {
+        guard clock.now < deadline else { throw TestFailure("condition not met within \(timeout)") }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}

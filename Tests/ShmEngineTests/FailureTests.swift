@@ -1,0 +1,279 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import ShmEngine
+
+/// Makes a compressed (or plain) backup of `spec` in `directory`, then removes the original segments.
+private func backupAndDrop(
+    instance: Int, spec: SyntheticNamespace, directory: String, compress: Bool = true
+) throws
+    -> [SegmentKey]
+{
+    let created = try SyntheticSegments.create(instance: instance, namespace: spec)
+    defer { SyntheticSegments.remove(created) }
+    let request = BackupRequest(instance: instance, namespaces: [spec.name], directory: directory, compress: compress)
+    _ = try Engine.backup(
+        try Engine.planBackup(request), request: request, progress: JobProgress(), cancellation: CancellationToken())
+    return created.map(\.key)
+}
+
+/// Restore must fail with one of `codes` and leave no segment of the namespace behind.
+private func expectRestoreFails(
+    instance: Int, spec: SyntheticNamespace, directory: String, keys: [SegmentKey], codes: Set<EngineError.Code>,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws {
+    defer { Fixture.removeRestored(keys) }
+    let request = RestoreRequest(instance: instance, namespaces: [spec.name], directory: directory)
+    do throws(EngineError) {
+        let plan = try Engine.planRestore(request)
+        try Engine.restore(plan, request: request, progress: JobProgress(), cancellation: CancellationToken())
+        Issue.record("restore succeeded", sourceLocation: sourceLocation)
+    } catch {
+        #expect(codes.contains(error.code), "\(error)", sourceLocation: sourceLocation)
+    }
+    let left = try Fixture.live(instance: instance, nsid: spec.nsid, name: spec.name)
+    #expect(left.isEmpty, "segments left behind: \(left.map(\.key))", sourceLocation: sourceLocation)
+}
+
+private func stagePath(_ directory: String, _ instance: Int, _ nsid: Int, stage: Int = 0, gz: Bool = true) -> String {
+    directory + "/"
+        + SegmentKey(kind: .primaryStage, instance: instance, nsid: nsid, stage: stage).fileName(
+            compressed: gz)
+}
+
+private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> SyntheticNamespace {
+    SyntheticNamespace(
+        name: name, nsid: nsid, primaryStages: 2, stageSize: stageSize, secondaryStages: 1, dataStages: 1, uid: 1234,
+        gid: 2345, mode: 0o640, seed: UInt64(nsid))
+}
+
+@Suite struct DamagedBackupTests {
+    @Test func corruptedCompressedFileFailsAndLeavesNothing() throws {
+        let spec = small("bad-byte", 17)
+        try Fixture.withTemporaryDirectory { directory in
+            let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory)
+            let path = stagePath(directory, 14, 17, stage: 1)
+            var bytes = Fixture.fileBytes(path)
+            bytes[bytes.count / 2] ^= 0x5A
+            Fixture.writeFile(path, bytes)
+            try expectRestoreFails(
+                instance: 14, spec: spec, directory: directory, keys: keys, codes: [.invalidBackup, .verifyFailed])
+        }
+    }
+
+    @Test func truncatedCompressedFileFailsWithAndWithoutManifest() throws {
+        let spec = small("cut-gz", 18)
+        try Fixture.withTemporaryDirectory { directory in
+            let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory)
+            let path = stagePath(directory, 14, 18, stage: 1)
+            let bytes = Fixture.fileBytes(path)
+            Fixture.writeFile(path, Array(bytes.prefix(bytes.count - 1000)))
+            try expectRestoreFails(instance: 14, spec: spec, directory: directory, keys: keys, codes: [.invalidBackup])
+            unlink(directory + "/" + BackupManifest.fileName)
+            try expectRestoreFails(instance: 14, spec: spec, directory: directory, keys: keys, codes: [.invalidBackup])
+            // Only the trailer missing, or cut in the middle of the trailer.
+            for cut in [8, 3] {
+                Fixture.writeFile(path, Array(bytes.prefix(bytes.count - cut)))
+                try expectRestoreFails(
+                    instance: 14, spec: spec, directory: directory, keys: keys, codes: [.invalidBackup])
+            }
+        }
+    }
+
+    @Test func trailingBytesAfterTheMemberFail() throws {
+        let spec = small("tail-gz", 19)
+        try Fixture.withTemporaryDirectory { directory in
+            let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory)
+            unlink(directory + "/" + BackupManifest.fileName)
+            let path = stagePath(directory, 14, 19)
+            Fixture.writeFile(path, Fixture.fileBytes(path) + [1, 2, 3])
+            try expectRestoreFails(instance: 14, spec: spec, directory: directory, keys: keys, codes: [.invalidBackup])
+        }
+    }
+
+    @Test func headerSizeLargerOrSmallerThanTheDataFails() throws {
+        let spec = small("size-gz", 20)
+        try Fixture.withTemporaryDirectory { directory in
+            let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory)
+            unlink(directory + "/" + BackupManifest.fileName)
+            let path = stagePath(directory, 14, 20)
+            let original = Fixture.fileBytes(path)
+            let size = Fixture.le64(original, 8)
+            for wrong in [size + 4096, size - 4096, size - 1, 1] {
+                var bytes = original
+                for index in 0..<8 { bytes[8 + index] = UInt8(truncatingIfNeeded: wrong >> (8 * UInt64(index))) }
+                Fixture.writeFile(path, bytes)
+                try expectRestoreFails(
+                    instance: 14, spec: spec, directory: directory, keys: keys, codes: [.invalidBackup, .verifyFailed])
+            }
+            var badMagic = original
+            badMagic[0] = 0x42
+            Fixture.writeFile(path, badMagic)
+            try expectRestoreFails(instance: 14, spec: spec, directory: directory, keys: keys, codes: [.invalidBackup])
+        }
+    }
+
+    @Test func truncatedPlainFileIsCaughtByTheManifest() throws {
+        let spec = small("cut-plain", 22)
+        try Fixture.withTemporaryDirectory { directory in
+            let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory, compress: false)
+            let path = stagePath(directory, 14, 22, gz: false)
+            #expect(truncate(path, off_t(spec.stageSize - 10)) == 0)
+            try expectRestoreFails(instance: 14, spec: spec, directory: directory, keys: keys, codes: [.invalidBackup])
+        }
+    }
+
+    @Test func changedPlainFileFailsVerification() throws {
+        let spec = small("flip-plain", 23)
+        try Fixture.withTemporaryDirectory { directory in
+            let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory, compress: false)
+            let path = stagePath(directory, 14, 23, stage: 1, gz: false)
+            var bytes = Fixture.fileBytes(path)
+            bytes[12345] ^= 1
+            Fixture.writeFile(path, bytes)
+            #expect(chown(path, 1234, 2345) == 0)
+            try expectRestoreFails(instance: 14, spec: spec, directory: directory, keys: keys, codes: [.verifyFailed])
+        }
+    }
+}
+
+@Suite struct LiveSanityTests {
+    @Test func attachedBaseIsServerRunning() throws {
+        let spec = small("running", 6, stageSize: 64 << 10)
+        try Fixture.withSegments(instance: 13, spec) { created in
+            try Fixture.withTemporaryDirectory { temp in
+                let base = try #require(created.first { $0.key.kind == .base })
+                let attachment = try SharedMemory.attach(
+                    shmid: base.shmid, key: base.key, size: base.size, readOnly: true)
+                defer { SharedMemory.detach(attachment) }
+                let request = BackupRequest(instance: 13, namespaces: ["running"], directory: temp + "/b")
+                Fixture.expectCode(.serverRunning) { _ = try Engine.planBackup(request) }
+                #expect(!FileManager.default.fileExists(atPath: temp + "/b"))
+            }
+        }
+    }
+
+    @Test func uncleanShutdownIsRefused() throws {
+        var spec = small("unclean", 7, stageSize: 64 << 10)
+        spec.shutdownStatus = 0
+        try Fixture.withSegments(instance: 13, spec) { _ in
+            try Fixture.withTemporaryDirectory { temp in
+                let request = BackupRequest(instance: 13, namespaces: ["unclean"], directory: temp + "/b")
+                Fixture.expectCode(.uncleanShutdown) { _ = try Engine.planBackup(request) }
+            }
+        }
+    }
+
+    @Test func existingFilesAndSegmentsAreRefused() throws {
+        let spec = small("exists", 8, stageSize: 64 << 10)
+        try Fixture.withSegments(instance: 13, spec) { _ in
+            try Fixture.withTemporaryDirectory { directory in
+                Fixture.writeFile(directory + "/ad008177.dat.gz", [1])  // another instance: ignored
+                Fixture.writeFile(directory + "/ad" + "d08" + "0ff.dat", [1])  // instance 13 nsid 8
+                let request = BackupRequest(instance: 13, namespaces: ["exists"], directory: directory)
+                Fixture.expectCode(.filesExist) { _ = try Engine.planBackup(request) }
+                unlink(directory + "/add080ff.dat")
+                _ = try Engine.backup(
+                    try Engine.planBackup(request), request: request, progress: JobProgress(),
+                    cancellation: CancellationToken())
+                Fixture.expectCode(.filesExist) { _ = try Engine.planBackup(request) }
+                let restore = RestoreRequest(instance: 13, namespaces: ["exists"], directory: directory)
+                Fixture.expectCode(.segmentsExist) { _ = try Engine.planRestore(restore) }
+            }
+        }
+    }
+
+    @Test func backupDirectoryMustBeUsable() throws {
+        let spec = small("nodir", 9, stageSize: 64 << 10)
+        try Fixture.withSegments(instance: 13, spec) { _ in
+            try Fixture.withTemporaryDirectory { temp in
+                let deep = BackupRequest(instance: 13, namespaces: ["nodir"], directory: temp + "/a/b")
+                Fixture.expectCode(.io) { _ = try Engine.planBackup(deep) }
+                Fixture.writeFile(temp + "/file", [1])
+                let file = BackupRequest(instance: 13, namespaces: ["nodir"], directory: temp + "/file")
+                Fixture.expectCode(.io) { _ = try Engine.planBackup(file) }
+                let restore = RestoreRequest(instance: 13, namespaces: ["nodir"], directory: temp + "/none")
+                Fixture.expectCode(.invalidBackup) { _ = try Engine.planRestore(restore) }
+            }
+        }
+    }
+
+    @Test func segmentsChangedSincePlanning() throws {
+        let spec = small("replan", 10, stageSize: 64 << 10)
+        try Fixture.withSegments(instance: 13, spec) { created in
+            try Fixture.withTemporaryDirectory { temp in
+                let request = BackupRequest(instance: 13, namespaces: ["replan"], directory: temp + "/b")
+                var plan = try Engine.planBackup(request)
+                plan.segments.removeLast()
+                Fixture.expectCode(.invalidSegments) {
+                    _ = try Engine.backup(
+                        plan, request: request, progress: JobProgress(), cancellation: CancellationToken())
+                }
+                #expect(!FileManager.default.fileExists(atPath: temp + "/b"))
+                let live = try Fixture.live(instance: 13, nsid: 10, name: "replan")
+                #expect(created.count == live.count)
+            }
+        }
+    }
+}
+
+@Suite struct CancellationTests {
+    @Test func cancelledBackupLeavesNoFile() throws {
+        let spec = SyntheticNamespace(
+            name: "cancel-b", nsid: 24, primaryStages: 4, stageSize: 24 << 20, secondaryStages: 0, dataStages: 1,
+            seed: 24)
+        try Fixture.withSegments(instance: 14, spec) { _ in
+            try Fixture.withTemporaryDirectory { temp in
+                let directory = temp + "/b"
+                let request = BackupRequest(
+                    instance: 14, namespaces: ["cancel-b"], directory: directory, compress: true, threads: 1)
+                let plan = try Engine.planBackup(request)
+                let token = CancellationToken()
+                let progress = JobProgress()
+                let watcher = Thread {
+                    while progress.snapshot().bytesDone == 0 { usleep(200) }
+                    token.cancel()
+                }
+                watcher.start()
+                Fixture.expectCode(.canceled) {
+                    _ = try Engine.backup(plan, request: request, progress: progress, cancellation: token)
+                }
+                #expect(progress.snapshot().bytesDone < plan.totalBytes)
+                #expect(!FileManager.default.fileExists(atPath: directory))
+                // A pre-cancelled job into an existing directory leaves it empty.
+                #expect(mkdir(directory, 0o700) == 0)
+                let cancelled = CancellationToken()
+                cancelled.cancel()
+                Fixture.expectCode(.canceled) {
+                    _ = try Engine.backup(plan, request: request, progress: JobProgress(), cancellation: cancelled)
+                }
+                #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+            }
+        }
+    }
+
+    @Test func cancelledRestoreLeavesNoSegment() throws {
+        let spec = SyntheticNamespace(
+            name: "cancel-r", nsid: 25, primaryStages: 4, stageSize: 24 << 20, secondaryStages: 0, dataStages: 1,
+            seed: 25)
+        try Fixture.withTemporaryDirectory { directory in
+            let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory)
+            defer { Fixture.removeRestored(keys) }
+            let request = RestoreRequest(instance: 14, namespaces: ["cancel-r"], directory: directory, threads: 1)
+            let plan = try Engine.planRestore(request)
+            let token = CancellationToken()
+            let progress = JobProgress()
+            let watcher = Thread {
+                while progress.snapshot().bytesDone == 0 { usleep(200) }
+                token.cancel()
+            }
+            watcher.start()
+            Fixture.expectCode(.canceled) {
+                try Engine.restore(plan, request: request, progress: progress, cancellation: token)
+            }
+            #expect(progress.snapshot().bytesDone < plan.totalBytes)
+            #expect(try Fixture.live(instance: 14, nsid: 25, name: "cancel-r").isEmpty)
+        }
+    }
+}

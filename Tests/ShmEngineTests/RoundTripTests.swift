@@ -1,0 +1,187 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import ShmEngine
+
+/// Backs up `spec` on `instance`, removes the originals, restores, and checks bytes, owner and mode.
+private func roundTrip(instance: Int, spec: SyntheticNamespace, compress: Bool, threads: Int = 0) throws {
+    try Fixture.withTemporaryDirectory { temp in
+        let directory = temp + "/backup"
+        var created = try SyntheticSegments.create(instance: instance, namespace: spec)
+        defer { SyntheticSegments.remove(created) }
+        let before = Fixture.snapshot(created)
+        let request = BackupRequest(
+            instance: instance, namespaces: [spec.name], directory: directory, compress: compress, threads: threads)
+        let plan = try Engine.planBackup(request)
+        #expect(plan.segments.count == created.count)
+        let progress = JobProgress()
+        let manifest = try Engine.backup(plan, request: request, progress: progress, cancellation: CancellationToken())
+        let snapshot = progress.snapshot()
+        #expect(snapshot.bytesDone == plan.totalBytes && snapshot.bytesTotal == plan.totalBytes)
+        #expect(snapshot.segmentsDone == created.count)
+        #expect(snapshot.segments.allSatisfy { $0.state == .done })
+
+        var st = stat()
+        #expect(stat(directory, &st) == 0 && st.st_mode & 0o777 == 0o700)
+        #expect(try BackupManifest.load(directory: directory) == manifest)
+        for segment in manifest.segments {
+            #expect(segment.compressed == (compress && segment.kind.compressible))
+            #expect(stat(directory + "/" + segment.file, &st) == 0)
+            #expect(st.st_uid == spec.uid && st.st_gid == spec.gid && st.st_mode & 0o7777 == spec.mode)
+            #expect(UInt64(st.st_size) == segment.fileSize)
+            #expect(segment.crc32 == Fixture.zlibCRC(before[segment.key] ?? []))
+        }
+        let keys = created.map(\.key)
+        SyntheticSegments.remove(created)
+        created = []
+
+        let restoreRequest = RestoreRequest(
+            instance: instance, namespaces: [spec.name], directory: directory, threads: threads)
+        let restorePlan = try Engine.planRestore(restoreRequest)
+        defer { Fixture.removeRestored(keys) }
+        let restoreProgress = JobProgress()
+        try Engine.restore(
+            restorePlan, request: restoreRequest, progress: restoreProgress, cancellation: CancellationToken())
+        #expect(restoreProgress.snapshot().bytesDone == restorePlan.totalBytes)
+        let restored = try Fixture.live(instance: instance, nsid: spec.nsid, name: spec.name)
+        #expect(Set(restored.map(\.key)) == Set(keys))
+        for segment in restored {
+            #expect(segment.uid == spec.uid && segment.gid == spec.gid && segment.mode == spec.mode)
+            #expect(segment.attachCount == 0)
+            #expect(Fixture.contents(segment) == before[segment.key], "\(segment.key)")
+        }
+    }
+}
+
+@Suite struct RoundTripTests {
+    @Test func plainRoundTripIsByteIdentical() throws {
+        let spec = SyntheticNamespace(
+            name: "rt-plain", nsid: 1, primaryStages: 3, stageSize: (1 << 20) + 12_345, secondaryStages: 2,
+            dataStages: 3, uid: 1234, gid: 2345, mode: 0o640, seed: 11)
+        try roundTrip(instance: 13, spec: spec, compress: false)
+    }
+
+    @Test func compressedRoundTripIsByteIdentical() throws {
+        // Stages larger than the 8 MiB deflate chunk, with an odd tail.
+        let spec = SyntheticNamespace(
+            name: "rt-gz", nsid: 2, primaryStages: 2, stageSize: (17 << 20) + 4_097, secondaryStages: 1,
+            dataStages: 2, uid: 1234, gid: 2345, mode: 0o640, seed: 12)
+        try roundTrip(instance: 13, spec: spec, compress: true)
+    }
+
+    @Test func singleThreadCompressedRoundTripWithoutMeta() throws {
+        let spec = SyntheticNamespace(
+            name: "rt-one", nsid: 3, primaryStages: 1, stageSize: 300_000, secondaryStages: 0, dataStages: 0,
+            uid: 1234, gid: 2345, mode: 0o640, seed: 13)
+        try roundTrip(instance: 13, spec: spec, compress: true, threads: 1)
+    }
+
+    /// An independent reader parses what the engine wrote: names, header fields, one gzip member.
+    @Test func filesAreReadableWithoutTheEngine() throws {
+        let spec = SyntheticNamespace(
+            name: "reader", nsid: 4, primaryStages: 2, stageSize: (9 << 20) + 1, secondaryStages: 1, dataStages: 2,
+            uid: 1234, gid: 2345, mode: 0o640, seed: 14)
+        try Fixture.withSegments(instance: 13, spec) { created in
+            try Fixture.withTemporaryDirectory { temp in
+                let directory = temp + "/b"
+                let request = BackupRequest(instance: 13, namespaces: ["reader"], directory: directory, compress: true)
+                _ = try Engine.backup(
+                    try Engine.planBackup(request), request: request, progress: JobProgress(),
+                    cancellation: CancellationToken())
+                let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+                var expected = created.map { segment -> String in
+                    let hex = String(segment.key.rawValue, radix: 16)
+                    let plain = segment.key.kind == .base || segment.key.kind == .meta
+                    return String(repeating: "0", count: 8 - hex.count) + hex + (plain ? ".dat" : ".dat.gz")
+                }
+                expected.append("asmtd-manifest.json")
+                #expect(names == expected.sorted())
+                for segment in created {
+                    let data = Fixture.contents(segment)
+                    let hex = String(segment.key.rawValue, radix: 16)
+                    let plainName = directory + "/" + String(repeating: "0", count: 8 - hex.count) + hex + ".dat"
+                    if segment.key.kind == .base || segment.key.kind == .meta {
+                        #expect(Fixture.fileBytes(plainName) == data)
+                        continue
+                    }
+                    let file = Fixture.fileBytes(plainName + ".gz")
+                    #expect(file.count > 24 + 18)
+                    #expect(Array(file[0..<4]) == [0x41, 0x53, 0x4D, 0x54])
+                    #expect(Fixture.le32(file, 4) == 1)
+                    #expect(Fixture.le64(file, 8) == segment.size)
+                    #expect(Fixture.le64(file, 16) == UInt64(Fixture.zlibCRC(data)))
+                    #expect(Array(file[24..<26]) == [0x1F, 0x8B])
+                    #expect(Fixture.gunzip(Array(file[24...])) == data, "\(segment.key)")
+                }
+            }
+        }
+    }
+
+    /// A directory laid out as asmt writes it (zlib level 1, no manifest) restores.
+    @Test func restoresAnAsmtDirectory() throws {
+        let instance = 13
+        let nsid = 5
+        let name = "asmt-dir"
+        var contents: [(SegmentKey, [UInt8])] = []
+        var base = [UInt8](repeating: 0, count: 4096)
+        base.replaceSubrange(0..<4, with: [11, 0, 0, 0])
+        base.replaceSubrange(4..<8, with: [1, 0, 0, 0])
+        base.replaceSubrange(1024..<1024 + name.utf8.count, with: Array(name.utf8))
+        base.replaceSubrange(2152..<2156, with: [2, 0, 0, 0])
+        contents.append((SegmentKey(kind: .base, instance: instance, nsid: nsid), base))
+        func pattern(_ size: Int, _ seed: Int) -> [UInt8] {
+            (0..<size).map {
+                UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761 &+ seed) >> 13) & (($0 % 5 == 0) ? 0 : 0xFF)
+            }
+        }
+        contents.append((SegmentKey(kind: .treex, instance: instance, nsid: nsid), pattern(70_000, 1)))
+        contents.append(
+            (SegmentKey(kind: .primaryStage, instance: instance, nsid: nsid, stage: 0), pattern(300_001, 2)))
+        contents.append(
+            (SegmentKey(kind: .primaryStage, instance: instance, nsid: nsid, stage: 1), pattern(200_000, 3)))
+        var meta = [UInt8](repeating: 0, count: 1024)
+        meta[20] = 1
+        contents.append((SegmentKey(kind: .meta, instance: instance, nsid: nsid), meta))
+        contents.append(
+            (SegmentKey(kind: .secondaryStage, instance: instance, nsid: nsid, stage: 0), pattern(100_000, 4)))
+        for stage in 0..<3 {
+            var data = pattern(50_000 + stage, 5 + stage)
+            data.replaceSubrange(12..<44, with: Array(name.utf8) + [UInt8](repeating: 0, count: 32 - name.utf8.count))
+            contents.append((SegmentKey(kind: .dataStage, instance: instance, nsid: nsid, stage: stage), data))
+        }
+        try Fixture.withTemporaryDirectory { directory in
+            for (key, data) in contents {
+                let hex = String(key.rawValue, radix: 16)
+                let stem = directory + "/" + String(repeating: "0", count: 8 - hex.count) + hex
+                let path: String
+                if key.kind == .base || key.kind == .meta {
+                    path = stem + ".dat"
+                    Fixture.writeFile(path, data)
+                } else {
+                    path = stem + ".dat.gz"
+                    var header: [UInt8] = [0x41, 0x53, 0x4D, 0x54, 1, 0, 0, 0]
+                    header += (0..<8).map { UInt8(truncatingIfNeeded: UInt64(data.count) >> (8 * UInt64($0))) }
+                    let crc = Fixture.zlibCRC(data)
+                    header += (0..<8).map { UInt8(truncatingIfNeeded: UInt64(crc) >> (8 * UInt64($0))) }
+                    Fixture.writeFile(path, header + Fixture.gzip(data))
+                }
+                #expect(chown(path, 1234, 2345) == 0 && chmod(path, 0o640) == 0)
+            }
+            let keys = contents.map(\.0)
+            defer { Fixture.removeRestored(keys) }
+            let request = RestoreRequest(instance: instance, namespaces: [name], directory: directory)
+            let plan = try Engine.planRestore(request)
+            #expect(plan.segments.count == contents.count)
+            try Engine.restore(plan, request: request, progress: JobProgress(), cancellation: CancellationToken())
+            let restored = try Fixture.live(instance: instance, nsid: nsid, name: name)
+            #expect(restored.count == contents.count)
+            for (key, data) in contents {
+                let segment = try #require(restored.first { $0.key == key })
+                #expect(segment.size == UInt64(data.count))
+                #expect(Fixture.contents(segment) == data, "\(key)")
+                #expect(segment.uid == 1234 && segment.gid == 2345 && segment.mode == 0o640)
+            }
+        }
+    }
+}
