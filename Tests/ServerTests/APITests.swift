@@ -6,8 +6,8 @@ import Testing
 /// The API without shm segments: probes, every error envelope that needs no segments, auth, metrics.
 struct APITests {
     @Test func probesAnswer() async throws {
-        let server = try TestServer(namespaces: ["api-probe"])
-        defer { Task { await server.stop() } }
+        let server = try await TestServer(namespaces: ["api-probe"])
+        defer { server.stopNow() }
         let health = try await server.request("GET", "/health")
         #expect(health.status == 200)
         #expect(health.json["status"] as? String == "ok")
@@ -20,8 +20,8 @@ struct APITests {
     }
 
     @Test func unknownRoutesAndMethodsGetTheJSONEnvelope() async throws {
-        let server = try TestServer(namespaces: ["api-route"])
-        defer { Task { await server.stop() } }
+        let server = try await TestServer(namespaces: ["api-route"])
+        defer { server.stopNow() }
         let missing = try await server.request("GET", "/v1/nothing")
         #expect(missing.status == 404)
         #expect(missing.errorCode == "NOT_FOUND")
@@ -33,8 +33,8 @@ struct APITests {
     }
 
     @Test func badBodiesAre400() async throws {
-        let server = try TestServer(namespaces: ["api-bad"])
-        defer { Task { await server.stop() } }
+        let server = try await TestServer(namespaces: ["api-bad"])
+        defer { server.stopNow() }
         let cases: [(String, String)] = [
             ("{", "INVALID_JSON"), ("", "INVALID_JSON"), (#"{"instance":"14"}"#, "INVALID_FIELD"),
             (#"{"instance":14,"namespace":["a"]}"#, "INVALID_FIELD"),
@@ -56,8 +56,8 @@ struct APITests {
     }
 
     @Test func tooLargeBodiesAre413() async throws {
-        let server = try TestServer(namespaces: ["api-large"], maxBody: 64)
-        defer { Task { await server.stop() } }
+        let server = try await TestServer(namespaces: ["api-large"], maxBody: 64)
+        defer { server.stopNow() }
         let body = #"{"instance":14,"namespaces":[""# + String(repeating: "x", count: 100) + #""]}"#
         let response = try await server.request("POST", "/v1/backup", body: body)
         #expect(response.status == 413)
@@ -65,8 +65,8 @@ struct APITests {
     }
 
     @Test func unknownThingsAre404Or422() async throws {
-        let server = try TestServer(namespaces: ["api-unknown"])
-        defer { Task { await server.stop() } }
+        let server = try await TestServer(namespaces: ["api-unknown"])
+        defer { server.stopNow() }
         let job = try await server.request("GET", "/v1/jobs/20260101-000000-00000000")
         #expect(job.status == 404)
         #expect(job.errorCode == "JOB_NOT_FOUND")
@@ -101,20 +101,9 @@ struct APITests {
         #expect(!FileManager.default.fileExists(atPath: server.backupPath + "/half"))
     }
 
-    @Test func shuttingDownRefusesJobsWith503() async throws {
-        let server = try TestServer(namespaces: ["api-stop"])
-        server.service.jobs.stopAccepting()
-        let response = try await server.request("POST", "/v1/backup", body: #"{"instance":14}"#)
-        #expect(response.status == 503)
-        #expect(response.errorCode == "SHUTTING_DOWN")
-        let ready = try await server.request("GET", "/ready")
-        #expect(ready.status == 503)
-        await server.stop()
-    }
-
     @Test func theTokenGuardsV1Only() async throws {
-        let server = try TestServer(namespaces: ["api-auth"], token: "s3cret-token")
-        defer { Task { await server.stop() } }
+        let server = try await TestServer(namespaces: ["api-auth"], token: "s3cret-token")
+        defer { server.stopNow() }
         let missing = try await server.request("GET", "/v1/jobs")
         #expect(missing.status == 401)
         #expect(missing.errorCode == "UNAUTHORIZED")
@@ -132,8 +121,8 @@ struct APITests {
     }
 
     @Test func metricsPassPromtool() async throws {
-        let server = try TestServer(namespaces: ["api-metrics"])
-        defer { Task { await server.stop() } }
+        let server = try await TestServer(namespaces: ["api-metrics"])
+        defer { server.stopNow() }
         _ = try await server.request("GET", "/nothing")
         let metrics = try await server.request("GET", "/metrics")
         #expect(metrics.status == 200)

@@ -25,8 +25,8 @@ extension ShmTests {
         @Test func backupThenRestoreGivesBackTheSameBytesAndOwners() async throws {
             let segments = try TestSegments(nsid: 1, name: "srv-roundtrip", uid: 1234, gid: 5678, mode: 0o640)
             defer { segments.cleanUp() }
-            let server = try TestServer(namespaces: ["srv-roundtrip"], compress: true)
-            defer { Task { await server.stop() } }
+            let server = try await TestServer(namespaces: ["srv-roundtrip"], compress: true)
+            defer { server.stopNow() }
             let original = try segments.live()
             let originalBytes = original.map(TestSegments.contents)
             #expect(original.count == 7)
@@ -80,8 +80,8 @@ extension ShmTests {
         @Test func refusalsComeBackBeforeTheJobStarts() async throws {
             let segments = try TestSegments(nsid: 2, name: "srv-refuse")
             defer { segments.cleanUp() }
-            let server = try TestServer(namespaces: ["srv-refuse", "srv-absent"])
-            defer { Task { await server.stop() } }
+            let server = try await TestServer(namespaces: ["srv-refuse", "srv-absent"])
+            defer { server.stopNow() }
             let absent = try await server.request(
                 "POST", "/v1/backup", body: #"{"instance":14,"namespaces":["srv-absent"]}"#)
             #expect(absent.status == 422)
@@ -131,8 +131,8 @@ extension ShmTests {
         @Test func oneJobPerInstanceCancelAndBackupInUse() async throws {
             let segments = try TestSegments(nsid: 3, name: "srv-busy", stages: 8, stageSize: 64 << 20)
             defer { segments.cleanUp() }
-            let server = try TestServer(namespaces: ["srv-busy"], compress: true)
-            defer { Task { await server.stop() } }
+            let server = try await TestServer(namespaces: ["srv-busy"], compress: true)
+            defer { server.stopNow() }
             let id = try await submit(server, "/v1/backup", #"{"instance":14,"threads":1}"#)
             let second = try await server.request("POST", "/v1/backup", body: #"{"instance":14}"#)
             #expect(second.status == 409)

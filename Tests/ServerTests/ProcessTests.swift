@@ -211,5 +211,37 @@ extension ShmTests {
             second.signal(SIGTERM)
             #expect(await second.waitForExit() == 0)
         }
+
+        @Test func sigtermDuringAJobRefusesNewJobsThenFinishesOrCancelsIt() async throws {
+            let segments = try TestSegments(nsid: 7, name: "srv-term-job", stages: 12, stageSize: 64 << 20)
+            defer { segments.cleanUp() }
+            for timeout in [60000, 0] {
+                let server = try await TestServer(
+                    namespaces: ["srv-term-job"], shutdownTimeoutMs: timeout, compress: true)
+                defer { server.stopNow() }
+                let response = try await server.request("POST", "/v1/backup", body: #"{"instance":14,"threads":1}"#)
+                let id = try #require(response.json["id"] as? String, "\(response.text)")
+                let busy = try await waitUntilBusy(port: server.port, id)
+                #expect(busy["state"] as? String == "running", "\(busy)")
+                server.process.signal(SIGTERM)
+                try await Task.sleep(for: .milliseconds(100))
+                if timeout > 0 {
+                    let refused = try await server.request("POST", "/v1/restore", body: #"{"instance":14}"#)
+                    #expect(refused.status == 503, "\(refused.text)")
+                    #expect(refused.errorCode == "SHUTTING_DOWN")
+                    #expect(try await server.request("GET", "/ready").status == 503)
+                }
+                #expect(await server.process.waitForExit() == 0)
+                let data = try Data(contentsOf: URL(fileURLWithPath: server.stateDir + "/jobs/\(id).json"))
+                let record = try JSONDecoder().decode(JobRecord.self, from: data)
+                if timeout > 0 {
+                    #expect(record.state == .success, "finished within shutdown-timeout")
+                    #expect(FileSystem.kind(server.backupPath + "/\(id)/asmtd-manifest.json") == .file)
+                } else {
+                    #expect(record.state == .canceled, "canceled at once with shutdown-timeout 0")
+                    #expect(FileSystem.kind(server.backupPath + "/\(id)") == .missing)
+                }
+            }
+        }
     }
 }

@@ -42,7 +42,7 @@ enum TestClient {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        var timeout = timeval(tv_sec: 120, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -93,40 +93,47 @@ enum TestClient {
     }
 }
 
-/// An in-process asmtd on an ephemeral loopback port, with its own state dir and backup paths.
+/// A real `asmtd` subprocess on an ephemeral loopback port, with its own config, state dir and backup path.
+///
+/// A subprocess rather than an in-process server: the test process's cooperative thread pool (two threads
+/// here) is shared with every other suite, and synchronous tests elsewhere would starve the handlers.
 final class TestServer: @unchecked Sendable {
     let directory: TemporaryDirectory
-    let service: Service
-    var port: Int { service.port }
-    var config: Config { service.config }
+    let process: AsmtdProcess
+    let port: Int
+    var backupPath: String { directory.path + "/backups" }
+    var stateDir: String { directory.path + "/state" }
 
     init(
         instance: Int = 14, namespaces: [String], token: String? = nil, shutdownTimeoutMs: Int = 5000,
         maxBody: Int = 1 << 20, compress: Bool = false
-    ) throws {
+    ) async throws {
         directory = try TemporaryDirectory()
-        var settings = ServiceSettings()
-        settings.port = 0
-        settings.stateDir = directory.path + "/state"
-        settings.shutdownTimeoutMs = shutdownTimeoutMs
-        settings.maxBody = maxBody
-        let config = Config(
-            file: directory.path + "/asmtd.yml", service: settings,
-            instances: [
-                InstanceConfig(
-                    instance: instance, backupPath: directory.path + "/backups", namespaces: namespaces, threads: 2,
-                    compress: compress, verify: true)
-            ], authToken: token)
-        var logger = Logger(label: "asmtd-test")
-        logger.logLevel = .critical
-        service = Service(config: config, logger: logger)
-        try service.start()
+        var auth = ""
+        if let token {
+            let file = directory.path + "/token"
+            try token.write(toFile: file, atomically: true, encoding: .utf8)
+            chmod(file, 0o600)
+            auth = "  auth: {token-file: token}\n"
+        }
+        let names = namespaces.joined(separator: ", ")
+        let yaml = """
+            service:
+              http: {port: 0, max-body: \(maxBody)}
+            \(auth)  state-dir: state
+              shutdown-timeout: \(shutdownTimeoutMs)
+            instances:
+              - instance: \(instance)
+                backup-path: backups
+                namespaces: [\(names)]
+                threads: 2
+                compress: \(compress)
+            """
+        try yaml.write(toFile: directory.path + "/asmtd.yml", atomically: true, encoding: .utf8)
+        process = try AsmtdProcess(["serve", "-c", directory.path + "/asmtd.yml"])
+        port = try await process.waitForPort()
     }
 
-    var backupPath: String { config.instances[0].backupPath }
-
-    /// Blocking socket I/O runs on a Dispatch thread: the cooperative pool (2 threads here) must stay free
-    /// for the server's handlers.
     func request(
         _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:]
     )
@@ -152,8 +159,18 @@ final class TestServer: @unchecked Sendable {
         }
     }
 
-    func stop() async {
-        await service.shutdown()
+    /// SIGTERM and wait (blocking; for `defer`, which cannot await): the running job is finished or
+    /// canceled and cleaned up before the test removes its segments.
+    func stopNow() {
+        process.signal(SIGTERM)
+        process.process.waitUntilExit()
+    }
+
+    /// SIGTERM, then the exit status.
+    @discardableResult
+    func stop() async -> Int32? {
+        process.signal(SIGTERM)
+        return await process.waitForExit()
     }
 }
 

@@ -261,7 +261,7 @@ final class JobManager: Sendable {
 
     private func run(_ id: String, _ body: (JobProgress, CancellationToken) throws(EngineError) -> Void) {
         let begin = Time.monotonic()
-        guard let (started, live) = markRunning(id) else { return }
+        guard let (started, live, saved) = markRunning(id) else { return }
         logger.info(
             "job started",
             metadata: [
@@ -271,6 +271,11 @@ final class JobManager: Sendable {
         var outcome: (JobState, JobErrorRecord?) = (.success, nil)
         if live.token.isCancelled {
             outcome = (.canceled, JobErrorRecord(code: "CANCELED", message: "canceled before it started"))
+        } else if !saved {
+            // Without the record on disk a crash could not be cleaned up after: do not start.
+            outcome = (
+                .failure, JobErrorRecord(code: APIError.Code.io.rawValue, message: "cannot write the job record")
+            )
         } else {
             do {
                 try body(live.progress, live.token)
@@ -300,22 +305,25 @@ final class JobManager: Sendable {
         prune()
     }
 
-    private func markRunning(_ id: String) -> (JobRecord, Live)? {
-        let picked: (JobRecord, Live)? = state.withLock { s in
-            guard var record = s.records[id], let live = s.live[id] else { return nil }
-            record.state = .running
-            record.started = Time.now()
-            record.pid = getpid()
-            s.records[id] = record
-            return (record, live)
+    /// Records the start (with this process's pid, which crash recovery needs) on disk first, then
+    /// publishes it: a client that sees `running` knows the record on disk says so too.
+    private func markRunning(_ id: String) -> (record: JobRecord, live: Live, saved: Bool)? {
+        guard var record = state.withLock({ $0.records[id] }), let live = state.withLock({ $0.live[id] }) else {
+            return nil
         }
-        guard let picked else { return nil }
+        record.state = .running
+        record.started = Time.now()
+        record.pid = getpid()
+        var saved = true
         do {
-            try store.save(picked.0)
+            try store.save(record)
         } catch {
+            saved = false
             logger.error("cannot save job record", metadata: ["job": "\(id)", "error": "\(error)"])
         }
-        return picked
+        let published = record
+        state.withLock { $0.records[id] = published }
+        return (record, live, saved)
     }
 
     /// Persists the final record, counts it, then publishes it and frees the instance in one step, so a
