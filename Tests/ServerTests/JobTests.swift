@@ -23,7 +23,8 @@ extension ShmTests {
         }
 
         @Test func backupThenRestoreGivesBackTheSameBytesAndOwners() async throws {
-            let segments = try TestSegments(nsid: 1, name: "srv-roundtrip", uid: 1234, gid: 5678, mode: 0o640)
+            let segments = try await TestSegments.make(
+                nsid: 1, name: "srv-roundtrip", uid: 1234, gid: 5678, mode: 0o640)
             defer { segments.cleanUp() }
             let server = try await TestServer(namespaces: ["srv-roundtrip"], compress: true)
             defer { server.stopNow() }
@@ -78,7 +79,7 @@ extension ShmTests {
         }
 
         @Test func refusalsComeBackBeforeTheJobStarts() async throws {
-            let segments = try TestSegments(nsid: 2, name: "srv-refuse")
+            let segments = try await TestSegments.make(nsid: 2, name: "srv-refuse")
             defer { segments.cleanUp() }
             let server = try await TestServer(namespaces: ["srv-refuse", "srv-absent"])
             defer { server.stopNow() }
@@ -129,7 +130,7 @@ extension ShmTests {
         }
 
         @Test func oneJobPerInstanceCancelAndBackupInUse() async throws {
-            let segments = try TestSegments(nsid: 3, name: "srv-busy", stages: 8, stageSize: 64 << 20)
+            let segments = try await TestSegments.make(nsid: 3, name: "srv-busy", stages: 8, stageSize: 32 << 20)
             defer { segments.cleanUp() }
             let server = try await TestServer(namespaces: ["srv-busy"], compress: true)
             defer { server.stopNow() }
@@ -156,7 +157,7 @@ extension ShmTests {
         }
 
         @Test func startupRecoveryMarksInterruptedJobsAndRemovesTheirOutput() async throws {
-            let segments = try TestSegments(nsid: 4, name: "srv-recover")
+            let segments = try await TestSegments.make(nsid: 4, name: "srv-recover")
             defer { segments.cleanUp() }
             let directory = try TemporaryDirectory()
             let store = JobStore(stateDirectory: directory.path + "/state")

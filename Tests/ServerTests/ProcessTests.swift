@@ -134,7 +134,7 @@ extension ShmTests {
         }
 
         @Test func aBackupKilledMidwayIsInterruptedAndLeavesNoDirectory() async throws {
-            let segments = try TestSegments(nsid: 5, name: "srv-kill-backup", stages: 12, stageSize: 64 << 20)
+            let segments = try await TestSegments.make(nsid: 5, name: "srv-kill-backup", stages: 8, stageSize: 32 << 20)
             defer { segments.cleanUp() }
             let directory = try TemporaryDirectory()
             let config = try writeConfig(directory, namespace: "srv-kill-backup")
@@ -163,7 +163,8 @@ extension ShmTests {
         }
 
         @Test func aRestoreKilledMidwayLeavesNoSegments() async throws {
-            let segments = try TestSegments(nsid: 6, name: "srv-kill-restore", stages: 12, stageSize: 64 << 20)
+            let segments = try await TestSegments.make(
+                nsid: 6, name: "srv-kill-restore", stages: 8, stageSize: 32 << 20)
             defer { segments.cleanUp() }
             let directory = try TemporaryDirectory()
             let config = try writeConfig(directory, namespace: "srv-kill-restore")
@@ -213,7 +214,7 @@ extension ShmTests {
         }
 
         @Test func sigtermDuringAJobRefusesNewJobsThenFinishesOrCancelsIt() async throws {
-            let segments = try TestSegments(nsid: 7, name: "srv-term-job", stages: 12, stageSize: 64 << 20)
+            let segments = try await TestSegments.make(nsid: 7, name: "srv-term-job", stages: 8, stageSize: 64 << 20)
             defer { segments.cleanUp() }
             for timeout in [60000, 0] {
                 let server = try await TestServer(
@@ -224,8 +225,11 @@ extension ShmTests {
                 let busy = try await waitUntilBusy(port: server.port, id)
                 #expect(busy["state"] as? String == "running", "\(busy)")
                 server.process.signal(SIGTERM)
-                try await Task.sleep(for: .milliseconds(100))
                 if timeout > 0 {
+                    // Once the signal is handled /ready says so; then new jobs get 503.
+                    for _ in 0..<500 where try await server.request("GET", "/ready").status != 503 {
+                        try await Task.sleep(for: .milliseconds(2))
+                    }
                     let refused = try await server.request("POST", "/v1/restore", body: #"{"instance":14}"#)
                     #expect(refused.status == 503, "\(refused.text)")
                     #expect(refused.errorCode == "SHUTTING_DOWN")

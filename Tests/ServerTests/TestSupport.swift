@@ -196,6 +196,24 @@ final class TestSegments: @unchecked Sendable {
         created = try SyntheticSegments.create(instance: Self.instance, namespace: spec)
     }
 
+    /// Creates them on a Dispatch thread: filling hundreds of MiB must not hold one of the two threads of the
+    /// cooperative pool that every suite of this process shares.
+    static func make(
+        nsid: Int, name: String, stages: Int = 2, stageSize: Int = 1 << 20, uid: UInt32 = 0, gid: UInt32 = 0,
+        mode: UInt32 = 0o600
+    ) async throws -> TestSegments {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(
+                    with: Result {
+                        try TestSegments(
+                            nsid: nsid, name: name, stages: stages, stageSize: stageSize, uid: uid, gid: gid,
+                            mode: mode)
+                    })
+            }
+        }
+    }
+
     /// The live segments of this test's nsid (the originals or the restored ones), listed without attaching
     /// them (an attach would look like a running server to a backup of another test).
     func live() throws -> [LiveSegment] {
