@@ -162,6 +162,9 @@ final class JobManager: Sendable {
         var keep = false
         defer { if !keep { release(instance: instance.instance, job: id) } }
         let backup = try chooseBackup(submission.backup, instance: instance, namespaces: namespaces)
+        // Held from now on, so that a DELETE cannot remove it between the plan and the run.
+        state.withLock { $0.backupsInUse[backup] = id }
+        defer { if !keep { state.withLock { s in if s.backupsInUse[backup] == id { s.backupsInUse[backup] = nil } } } }
         let directory = Paths.join(instance.backupPath, backup)
         let request = RestoreRequest(
             instance: instance.instance, namespaces: namespaces, directory: directory,

@@ -41,9 +41,12 @@ final class Service: Sendable {
         self.http = HTTPServer(configuration: http, router: router, hooks: hooks)
     }
 
-    /// Creates the directories, recovers interrupted jobs, then listens.
+    /// Creates the directories, takes the state dir's lock, recovers interrupted jobs, then listens.
     func start() throws {
         try FileSystem.createDirectories(config.service.stateDir, mode: 0o700)
+        // A second asmtd on the same state dir would take the first one's running jobs for interrupted ones
+        // and clean up after them: refuse to start instead.
+        try StateLock.acquire(Paths.join(config.service.stateDir, "asmtd.lock"))
         for instance in config.instances {
             try FileSystem.createDirectories(instance.backupPath, mode: 0o700)
         }
@@ -68,5 +71,23 @@ final class Service: Sendable {
         await jobs.drain(timeout: .milliseconds(config.service.shutdownTimeoutMs))
         await http.shutdown(gracePeriod: .seconds(5))
         logger.info("stopped")
+    }
+}
+
+/// An flock(2) on `<state-dir>/asmtd.lock`, held for the life of the process (released by the kernel at exit).
+enum StateLock {
+    struct Held: Error, CustomStringConvertible {
+        var path: String
+        var description: String { "another asmtd is running on this state dir (\(path) is locked)" }
+    }
+
+    static func acquire(_ path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystemError(operation: "open", path: path, errno: errno) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            throw Held(path: path)
+        }
+        // Deliberately never closed.
     }
 }
