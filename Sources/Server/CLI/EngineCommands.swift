@@ -103,7 +103,7 @@ struct BackupCommand: AsyncParsableCommand {
         print(
             "backed up \(manifest.segments.count) segments (\(EngineCLI.bytes(total)), files "
                 + "\(EngineCLI.bytes(files))) to \(request.directory) in \(EngineCLI.elapsed(since: started)), "
-                + EngineCLI.rate(total, since: started))
+                + EngineCLI.rate(total, since: started) + " (codec \(Engine.codecName))")
     }
 }
 
@@ -136,7 +136,8 @@ struct RestoreCommand: AsyncParsableCommand {
         }
         print(
             "restored \(plan.segments.count) segments (\(EngineCLI.bytes(plan.totalBytes))) from \(request.directory) "
-                + "in \(EngineCLI.elapsed(since: started)), " + EngineCLI.rate(plan.totalBytes, since: started))
+                + "in \(EngineCLI.elapsed(since: started)), " + EngineCLI.rate(plan.totalBytes, since: started)
+                + " (codec \(Engine.codecName))")
     }
 }
 
