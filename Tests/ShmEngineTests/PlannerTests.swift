@@ -218,6 +218,9 @@ private func restorePlan(
         var metaCount = files
         metaCount[5].facts?.arenas = 5
         Fixture.expectCode(.invalidBackup) { _ = try restorePlan(metaCount) }
+        var giant = files
+        giant[2].header = .success(ASMTHeader(segmentSize: 1 << 50, crc32: 0))
+        Fixture.expectCode(.invalidBackup) { _ = try restorePlan(giant) }
         var unclean = files
         unclean[0].facts?.shutdownStatus = 0
         Fixture.expectCode(.uncleanShutdown) { _ = try restorePlan(unclean) }
