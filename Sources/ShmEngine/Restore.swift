@@ -97,7 +97,8 @@ enum RestoreRunner {
         // Sequential compressed files first (largest first), then the chunks of plain files.
         let compressed = files.filter(\.segment.compressed).sorted { $0.segment.size > $1.segment.size }
         let plain = files.filter { !$0.segment.compressed }
-        let items = compressed.map { ($0, 0) } + plain.flatMap { file in (0..<file.chunkCount).map { (file, $0) } }
+        let lists = plain.map { file in (0..<file.chunkCount).map { (file, $0) } }
+        let items = compressed.map { ($0, 0) } + interleaved(lists)
         let pool = WorkPool(items: items.count, cancellation: cancellation)
         let verify = request.verify
         try pool.run(threads: request.threads) { () throws(EngineError) in
@@ -260,6 +261,23 @@ enum RestoreRunner {
                     .verifyFailed, "\(path): CRC-32 \(hex32(crc)) differs from the manifest \(hex32(expected))")
             }
         }
+    }
+}
+
+/// Round-robin over the lists, so that concurrent workers mostly touch different segments and files
+/// (faulting pages into one shmem segment, or writing one file, from two threads contends on its locks).
+func interleaved<T>(_ lists: [[T]]) -> [T] {
+    var result: [T] = []
+    result.reserveCapacity(lists.reduce(0) { $0 + $1.count })
+    var index = 0
+    while true {
+        var any = false
+        for list in lists where index < list.count {
+            result.append(list[index])
+            any = true
+        }
+        if !any { return result }
+        index += 1
     }
 }
 
