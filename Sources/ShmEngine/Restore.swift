@@ -50,10 +50,7 @@ enum RestoreRunner {
                     shmid: file.shmid, key: file.segment.key, uid: file.segment.uid, gid: file.segment.gid,
                     mode: file.segment.mode)
             }
-            for file in files {
-                release(file)
-                progress.set(file.index, .done)
-            }
+            for file in files { release(file) }
         } catch {
             for file in files {
                 release(file)
@@ -112,8 +109,11 @@ enum RestoreRunner {
                         inflater = try Codec.makeInflater()
                         input = WorkBuffer(count: inputSize)
                     }
-                    try inflate(
+                    if try inflate(
                         file, inflater: inflater!, input: input!, verify: verify, pool: pool, progress: progress)
+                    {
+                        progress.set(file.index, .done)
+                    }
                     return
                 }
                 let offset = chunk * chunkSize
@@ -141,6 +141,7 @@ enum RestoreRunner {
                             "CRC-32 of segment \(file.segment.key.hex) is \(hex32(total)), "
                                 + "the manifest records \(hex32(expected)) for \(file.path)")
                     }
+                    progress.set(file.index, .done)
                 }
             }
         }
@@ -150,7 +151,7 @@ enum RestoreRunner {
     static func inflate(
         _ file: RestoreFileState, inflater: any StreamInflater, input: WorkBuffer, verify: Bool, pool: WorkPool,
         progress: JobProgress
-    ) throws(EngineError) {
+    ) throws(EngineError) -> Bool {
         let segment = file.segment
         let path = file.path
         let fileSize = segment.fileSize ?? 0
@@ -191,7 +192,7 @@ enum RestoreRunner {
         var finished = false
         var scratch = [UInt8](repeating: 0, count: 64)
         while !finished {
-            if pool.shouldStop { return }
+            if pool.shouldStop { return false }
             if start == buffered {
                 guard try refill() else {
                     throw EngineError(.invalidBackup, "\(path) is truncated: the deflate stream does not end")
@@ -261,6 +262,7 @@ enum RestoreRunner {
                     .verifyFailed, "\(path): CRC-32 \(hex32(crc)) differs from the manifest \(hex32(expected))")
             }
         }
+        return true
     }
 }
 

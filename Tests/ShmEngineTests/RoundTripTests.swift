@@ -44,6 +44,7 @@ private func roundTrip(instance: Int, spec: SyntheticNamespace, compress: Bool, 
         try Engine.restore(
             restorePlan, request: restoreRequest, progress: restoreProgress, cancellation: CancellationToken())
         #expect(restoreProgress.snapshot().bytesDone == restorePlan.totalBytes)
+        #expect(restoreProgress.snapshot().segmentsDone == keys.count)
         let restored = try Fixture.live(instance: instance, nsid: spec.nsid, name: spec.name)
         #expect(Set(restored.map(\.key)) == Set(keys))
         for segment in restored {
