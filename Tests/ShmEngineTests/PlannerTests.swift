@@ -76,6 +76,8 @@ private func key(_ kind: SegmentKind, _ stage: Int = 0, nsid: Int = 4) -> Segmen
     }
 
     @Test func namespaceNotFound() {
+        // Data stages without their base: never asmt's orphan-data path.
+        Fixture.expectCode(.namespaceNotFound) { _ = try plan(described(spec).filter { $0.live.key.kind != .base }) }
         Fixture.expectCode(.namespaceNotFound) { _ = try plan(described(spec), names: ["other"]) }
         Fixture.expectCode(.namespaceNotFound) { _ = try plan(described(spec), instance: 4) }
     }
