@@ -143,7 +143,7 @@ enum BackupScanner {
         var produced = 0
         var consumed = 0
         while produced < length && consumed < body.count {
-            let step: (consumed: Int, produced: Int, finished: Bool)? = body.withUnsafeBytes { input in
+            let step: InflateStep? = body.withUnsafeBytes { input in
                 output.withUnsafeMutableBytes { out in
                     try? inflater.inflate(
                         UnsafeRawBufferPointer(rebasing: input[consumed...]),

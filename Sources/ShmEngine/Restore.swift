@@ -191,6 +191,7 @@ enum RestoreRunner {
         var crc: UInt32 = 0
         var finished = false
         var scratch = [UInt8](repeating: 0, count: 64)
+        var held: [UInt8] = []
         while !finished {
             if pool.shouldStop { return false }
             if start == buffered {
@@ -199,7 +200,7 @@ enum RestoreRunner {
                 }
             }
             let available = UnsafeRawBufferPointer(start: input.pointer + start, count: buffered - start)
-            let result: (consumed: Int, produced: Int, finished: Bool)
+            let result: InflateStep
             if produced < size {
                 let length = min(window, size - produced)
                 if produced + length > prefaulted {
@@ -211,7 +212,7 @@ enum RestoreRunner {
                 result = try inflater.inflate(available, into: target)
                 crc = CRC32.update(crc, UnsafeRawBufferPointer(start: base + produced, count: result.produced))
             } else {
-                let inflated: Result<(consumed: Int, produced: Int, finished: Bool), EngineError> =
+                let inflated: Result<InflateStep, EngineError> =
                     scratch.withUnsafeMutableBytes { raw in
                         Result { () throws(EngineError) in try inflater.inflate(available, into: raw) }
                     }
@@ -225,6 +226,7 @@ enum RestoreRunner {
             produced += result.produced
             progress.add(bytes: UInt64(result.produced))
             finished = result.finished
+            held = result.held
             if !finished && result.consumed == 0 && result.produced == 0 && start < buffered {
                 // No progress with input available: the decoder needs more bytes at once.
                 if buffered == input.count && start == 0 {
@@ -239,12 +241,16 @@ enum RestoreRunner {
             throw EngineError(
                 .invalidBackup, "\(path) inflates to \(produced) bytes, its header states \(size) (truncated data)")
         }
-        // The 8-byte trailer must follow, and nothing after it.
-        while buffered - start < GzipFraming.trailerSize {
+        // The 8-byte trailer must follow (partly held back by the decoder, maybe), and nothing after it.
+        let needed = GzipFraming.trailerSize - min(held.count, GzipFraming.trailerSize)
+        while buffered - start < needed {
             guard try refill() else { throw EngineError(.invalidBackup, "\(path) is truncated: gzip trailer missing") }
         }
-        let trailer = Array(UnsafeRawBufferPointer(start: input.pointer + start, count: GzipFraming.trailerSize))
-        let end = fileOffset - UInt64(buffered - start - GzipFraming.trailerSize)
+        let trailer = held + Array(UnsafeRawBufferPointer(start: input.pointer + start, count: needed))
+        guard held.count <= GzipFraming.trailerSize else {
+            throw EngineError(.invalidBackup, "\(path) has bytes after the gzip member")
+        }
+        let end = fileOffset - UInt64(buffered - start - needed)
         guard end == fileSize else {
             throw EngineError(.invalidBackup, "\(path) has \(fileSize - end) bytes after the gzip member")
         }
