@@ -116,7 +116,14 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Check CRC-32s against the file headers and the manifest.")
     var verify = true
 
+    @Flag(help: .hidden)
+    var compress = false
+
     func run() async throws {
+        if compress {
+            FileHandle.standardError.write(
+                Data("asmtd: note: --compress is not needed: restore decides per file\n".utf8))
+        }
         let request = RestoreRequest(
             instance: options.instance, namespaces: options.namespaces, directory: options.path, verify: verify,
             threads: options.threads)
