@@ -99,7 +99,7 @@ final class ServerCore: @unchecked Sendable {
             boundPort.store(listener.port, ordering: .releasing)
             listenerOpen.store(true, ordering: .releasing)
             let source = DispatchSource.makeReadSource(fileDescriptor: listener.fd, queue: queue)
-            source.setEventHandler { [unowned self] in acceptConnections() }
+            source.setEventHandler { [self] in acceptConnections() }
             let fd = listener.fd
             source.setCancelHandler { [self] in
                 Glibc.close(fd)
