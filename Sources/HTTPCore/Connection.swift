@@ -423,7 +423,7 @@ final class Connection: @unchecked Sendable {
             if now &- lingerStartedAt > Self.lingerTimeout { close() }
         case .open:
             if !pendingWrite.isEmpty {
-                if now &- lastWriteProgressAt > UInt64(core.configuration.writeTimeout.nanoseconds) { close() }
+                if now &- lastWriteProgressAt > core.writeTimeout { close() }
                 return
             }
             guard !inFlight else { return }
@@ -434,18 +434,18 @@ final class Connection: @unchecked Sendable {
             switch parser.phase {
             case .idle:
                 if requestsServed == 0 {
-                    if now &- headStartedAt > UInt64(core.configuration.headTimeout.nanoseconds) { close() }
-                } else if now &- idleSince > UInt64(core.configuration.idleTimeout.nanoseconds) {
+                    if now &- headStartedAt > core.headTimeout { close() }
+                } else if now &- idleSince > core.idleTimeout {
                     close()
                 }
             case .head:
-                if now &- headStartedAt > UInt64(core.configuration.headTimeout.nanoseconds) {
+                if now &- headStartedAt > core.headTimeout {
                     sendError(
                         status: 408, code: "REQUEST_TIMEOUT", message: "request head not received in time", method: nil,
                         close: true)
                 }
             case .body:
-                if now &- lastReadAt > UInt64(core.configuration.bodyTimeout.nanoseconds) {
+                if now &- lastReadAt > core.bodyTimeout {
                     sendError(
                         status: 408, code: "REQUEST_TIMEOUT", message: "request body not received in time", method: nil,
                         close: true)

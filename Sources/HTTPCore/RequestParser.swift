@@ -394,7 +394,8 @@ struct RequestParser: Sendable {
         var size = 0
         var index = range.lowerBound
         while index < range.upperBound, let digit = ByteClass.hexValue(buffer[index]) {
-            guard index - range.lowerBound < 16 else { throw .badRequest("chunk size too large") }
+            // At most 15 hex digits (60 bits): the value can never overflow, whatever the body limit.
+            guard index - range.lowerBound < 15 else { throw .badRequest("chunk size too large") }
             size = size << 4 | digit
             guard size <= limits.maxBodyBytes else {
                 throw .bodyTooLarge("chunked body larger than \(limits.maxBodyBytes) bytes")
