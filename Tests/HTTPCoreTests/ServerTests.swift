@@ -271,6 +271,20 @@ struct ServerTests {
         }
     }
 
+    @Test func largeResponsesAreWrittenWholeThenTheConnectionIsReused() async throws {
+        try await withServer { server in
+            let port = server.port
+            try await blocking {
+                let client = try RawClient(port: port)
+                client.send("GET /big HTTP/1.1\r\nHost: h\r\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+                let big = try #require(client.readResponse(timeout: 30))
+                #expect(big.body.count == 8 << 20)
+                #expect(big.body.allSatisfy { $0 == 0x61 })
+                #expect(try #require(client.readResponse()).body == Array("a".utf8))
+            }
+        }
+    }
+
     @Test func http10KeepAliveIsHonoured() async throws {
         try await withServer { server in
             let port = server.port
