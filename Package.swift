@@ -50,6 +50,9 @@ let package = Package(
             ]
         ),
 
+        // A trivial-route server used only by scripts/bench-http.
+        .executableTarget(name: "HTTPBench", dependencies: ["HTTPCore"]),
+
         .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine"]),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "HTTPCore", "ShmEngine"]),

@@ -129,8 +129,9 @@ void cisal_inflater_reset(cisal_inflater *i) {
 }
 
 int cisal_inflate(cisal_inflater *i, const uint8_t *in, uint32_t in_len, uint8_t *out, uint32_t out_len,
-                  uint32_t *consumed, uint32_t *produced, int *finished) {
+                  uint32_t *consumed, uint32_t *produced, int *finished, uint8_t *held, uint32_t *held_count) {
     struct inflate_state *s = &i->state;
+    *held_count = 0;
     s->next_in = (uint8_t *)in;
     s->avail_in = in_len;
     s->next_out = out;
@@ -143,14 +144,20 @@ int cisal_inflate(cisal_inflater *i, const uint8_t *in, uint32_t in_len, uint8_t
         return rc;
     }
     if (s->block_state == ISAL_BLOCK_FINISH) {
-        /* Give back whole bytes the bit reader took past the end of the deflate data. */
+        /* Give back whole bytes the bit reader took past the end of the deflate data. They are the most
+         * recently loaded bytes, above the padding bits of the last deflate byte. */
         uint32_t extra = (uint32_t)(s->read_in_length / 8);
-        if (extra > 0) {
+        uint32_t used = in_len - s->avail_in;
+        if (extra > 0 && extra <= used) {
             s->next_in -= extra;
             s->avail_in += extra;
-            s->read_in_length -= (int32_t)(extra * 8);
-            s->read_in = 0;
+        } else if (extra > 0) {
+            uint64_t bits = s->read_in >> (s->read_in_length % 8);
+            for (uint32_t k = 0; k < extra && k < 8; k++) held[k] = (uint8_t)(bits >> (8 * k));
+            *held_count = extra < 8 ? extra : 8;
         }
+        s->read_in_length = 0;
+        s->read_in = 0;
         *finished = 1;
     }
     *consumed = in_len - s->avail_in;
@@ -177,8 +184,9 @@ cisal_inflater *cisal_inflater_new(void) { return NULL; }
 void cisal_inflater_free(cisal_inflater *i) { (void)i; }
 void cisal_inflater_reset(cisal_inflater *i) { (void)i; }
 int cisal_inflate(cisal_inflater *i, const uint8_t *in, uint32_t in_len, uint8_t *out, uint32_t out_len,
-                  uint32_t *consumed, uint32_t *produced, int *finished) {
-    (void)i, (void)in, (void)in_len, (void)out, (void)out_len;
+                  uint32_t *consumed, uint32_t *produced, int *finished, uint8_t *held, uint32_t *held_count) {
+    (void)i, (void)in, (void)in_len, (void)out, (void)out_len, (void)held;
+    *held_count = 0;
     *consumed = 0;
     *produced = 0;
     *finished = 0;

@@ -31,6 +31,7 @@ final class Connection: @unchecked Sendable {
     let fd: Int32
     let remoteAddress: String
     let queue: DispatchQueue
+    private let executor: QueueExecutor
     private let core: ServerCore
 
     private var parser: RequestParser
@@ -66,6 +67,7 @@ final class Connection: @unchecked Sendable {
         self.remoteAddress = remoteAddress
         self.core = core
         queue = DispatchQueue(label: "HTTPServer.connection")
+        executor = QueueExecutor(queue: queue)
         parser = RequestParser(limits: core.limits)
         let now = Self.now()
         headStartedAt = now
@@ -209,14 +211,22 @@ final class Connection: @unchecked Sendable {
                 method: head.method, routePattern: pattern, isHead: head.method == "HEAD", version: head.version,
                 keepAlive: head.keepAlive, started: started)
             inFlight = true
-            Task { [self] in
+            // The handler task prefers this connection's queue as its executor, so its synchronous parts
+            // and its completion run on the queue without an extra hop; if it ends anywhere else, hop back.
+            Task(executorPreference: executor) { [self] in
                 let response = await handler(request)
-                queue.async { [self] in
-                    guard state == .open else { return }
-                    send(response, exchange: exchange)
+                if DispatchQueue.getSpecific(key: QueueExecutor.key) == ObjectIdentifier(executor) {
+                    complete(response, exchange: exchange)
+                } else {
+                    queue.async { [self] in complete(response, exchange: exchange) }
                 }
             }
         }
+    }
+
+    private func complete(_ response: HTTPResponse, exchange: Exchange) {
+        guard state == .open else { return }
+        send(response, exchange: exchange)
     }
 
     private func respondToRoutingFailure(_ head: RequestHead, close: Bool) {
@@ -413,7 +423,7 @@ final class Connection: @unchecked Sendable {
             if now &- lingerStartedAt > Self.lingerTimeout { close() }
         case .open:
             if !pendingWrite.isEmpty {
-                if now &- lastWriteProgressAt > UInt64(core.configuration.writeTimeout.nanoseconds) { close() }
+                if now &- lastWriteProgressAt > core.writeTimeout { close() }
                 return
             }
             guard !inFlight else { return }
@@ -424,23 +434,43 @@ final class Connection: @unchecked Sendable {
             switch parser.phase {
             case .idle:
                 if requestsServed == 0 {
-                    if now &- headStartedAt > UInt64(core.configuration.headTimeout.nanoseconds) { close() }
-                } else if now &- idleSince > UInt64(core.configuration.idleTimeout.nanoseconds) {
+                    if now &- headStartedAt > core.headTimeout { close() }
+                } else if now &- idleSince > core.idleTimeout {
                     close()
                 }
             case .head:
-                if now &- headStartedAt > UInt64(core.configuration.headTimeout.nanoseconds) {
+                if now &- headStartedAt > core.headTimeout {
                     sendError(
                         status: 408, code: "REQUEST_TIMEOUT", message: "request head not received in time", method: nil,
                         close: true)
                 }
             case .body:
-                if now &- lastReadAt > UInt64(core.configuration.bodyTimeout.nanoseconds) {
+                if now &- lastReadAt > core.bodyTimeout {
                     sendError(
                         status: 408, code: "REQUEST_TIMEOUT", message: "request body not received in time", method: nil,
                         close: true)
                 }
             }
+        }
+    }
+}
+
+/// A task executor that runs jobs on a serial Dispatch queue, and marks the queue (with its identity,
+/// not a reference, to avoid a cycle) so code can tell whether it runs there.
+final class QueueExecutor: TaskExecutor, @unchecked Sendable {
+    static let key = DispatchSpecificKey<ObjectIdentifier>()
+
+    let queue: DispatchQueue
+
+    init(queue: DispatchQueue) {
+        self.queue = queue
+        queue.setSpecific(key: Self.key, value: ObjectIdentifier(self))
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { [self] in
+            job.runSynchronously(on: asUnownedTaskExecutor())
         }
     }
 }

@@ -57,6 +57,12 @@ final class ServerCore: @unchecked Sendable {
     /// Set once shutdown begins; read by connections to answer with `Connection: close`.
     let shutdownStarted = Atomic<Bool>(false)
 
+    /// The timeouts in nanoseconds (negative configured values count as zero).
+    let headTimeout: UInt64
+    let bodyTimeout: UInt64
+    let idleTimeout: UInt64
+    let writeTimeout: UInt64
+
     /// The timer tick of each connection: a quarter of the shortest timeout, within 10 ms ... 1 s.
     let tick: DispatchTimeInterval
 
@@ -73,6 +79,10 @@ final class ServerCore: @unchecked Sendable {
         self.router = router
         self.hooks = hooks
         limits = configuration.parserLimits
+        headTimeout = UInt64(max(0, configuration.headTimeout.nanoseconds))
+        bodyTimeout = UInt64(max(0, configuration.bodyTimeout.nanoseconds))
+        idleTimeout = UInt64(max(0, configuration.idleTimeout.nanoseconds))
+        writeTimeout = UInt64(max(0, configuration.writeTimeout.nanoseconds))
         let shortest = [
             configuration.headTimeout, configuration.bodyTimeout, configuration.idleTimeout,
             configuration.writeTimeout,
@@ -99,7 +109,7 @@ final class ServerCore: @unchecked Sendable {
             boundPort.store(listener.port, ordering: .releasing)
             listenerOpen.store(true, ordering: .releasing)
             let source = DispatchSource.makeReadSource(fileDescriptor: listener.fd, queue: queue)
-            source.setEventHandler { [unowned self] in acceptConnections() }
+            source.setEventHandler { [self] in acceptConnections() }
             let fd = listener.fd
             source.setCancelHandler { [self] in
                 Glibc.close(fd)

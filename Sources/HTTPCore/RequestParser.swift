@@ -288,13 +288,18 @@ struct RequestParser: Sendable {
     }
 
     /// Finds the next CRLF-terminated line from `start`; on success consumes it (CRLF included).
+    ///
+    /// Only the first `limit + 2` bytes of the line are ever examined, so the verdict (line, too long,
+    /// bare CR/LF) does not depend on how the bytes were split.
     private mutating func findLine(limit: Int) -> LineResult {
         let count = buffer.count
         let lineStart = start
+        let window = lineStart + max(0, limit) + 2
+        let scanEnd = min(count, window)
         var index = scan
         var found: LineResult?
         buffer.withUnsafeBufferPointer { bytes in
-            while index < count {
+            while index < scanEnd {
                 let byte = bytes[index]
                 if byte == 0x0A {
                     if index == lineStart || bytes[index - 1] != 0x0D {
@@ -305,7 +310,7 @@ struct RequestParser: Sendable {
                     return
                 }
                 if byte == 0x0D {
-                    guard index + 1 < count else { return }
+                    guard index + 1 < scanEnd else { return }
                     if bytes[index + 1] != 0x0A {
                         found = .invalid("bare CR")
                         return
@@ -317,14 +322,13 @@ struct RequestParser: Sendable {
         scan = index
         switch found {
         case .line(let range):
-            if range.count > limit { return .tooLong }
             start = index + 1
             scan = start
             return .line(range)
         case .some(let other):
             return other
         case .none:
-            return count - lineStart > limit + 1 ? .tooLong : .incomplete
+            return count >= window ? .tooLong : .incomplete
         }
     }
 
@@ -390,7 +394,8 @@ struct RequestParser: Sendable {
         var size = 0
         var index = range.lowerBound
         while index < range.upperBound, let digit = ByteClass.hexValue(buffer[index]) {
-            guard index - range.lowerBound < 16 else { throw .badRequest("chunk size too large") }
+            // At most 15 hex digits (60 bits): the value can never overflow, whatever the body limit.
+            guard index - range.lowerBound < 15 else { throw .badRequest("chunk size too large") }
             size = size << 4 | digit
             guard size <= limits.maxBodyBytes else {
                 throw .bodyTooLarge("chunked body larger than \(limits.maxBodyBytes) bytes")

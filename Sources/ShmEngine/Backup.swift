@@ -24,6 +24,17 @@ final class BackupFileState: @unchecked Sendable {
     var finished = ""
     /// All data, header and trailer written (not necessarily synced).
     var written = false
+    /// fsync plus verify chunks still to do before the segment counts as done.
+    var pendingSteps = 1
+
+    /// Counts one finished step; marks the segment done in `progress` after the last one.
+    func stepDone(_ progress: JobProgress) {
+        lock.lock()
+        pendingSteps -= 1
+        let done = pendingSteps == 0
+        lock.unlock()
+        if done { progress.set(index, .done) }
+    }
 
     init(index: Int, segment: PlannedSegment, directory: String, chunkSize: Int) {
         self.index = index
@@ -79,7 +90,6 @@ enum BackupRunner {
             }
             for file in files { try prepare(file) }
             try copy(files, request: request, progress: progress, cancellation: cancellation)
-            for file in files { progress.set(file.index, .done) }
             try FileIO.fsyncDirectory(directory)
             if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
             let manifest = BackupManifest(
@@ -163,15 +173,19 @@ enum BackupRunner {
         let pool = WorkPool(items: items.count, cancellation: cancellation)
         let syncer = Syncer()
         defer { syncer.wait() }
+        let verify = request.verify
+        if verify {
+            for file in files { file.pendingSteps += file.chunkCount }
+        }
         try pool.run(threads: request.threads) { () throws(EngineError) in
-            let worker = BackupWorker()
+            let worker = BackupWorker(progress: progress, verifying: verify)
             return { (item: Int) throws(EngineError) in
                 let (file, chunk, verifying) = items[item]
                 if verifying {
                     try worker.verify(file, chunk: chunk, pool: pool)
-                } else if try worker.copy(file, chunk: chunk, pool: pool, progress: progress) {
+                } else if try worker.copy(file, chunk: chunk, pool: pool) {
                     try finish(file)
-                    syncer.sync(file, pool: pool)
+                    syncer.sync(file, pool: pool, progress: progress)
                 }
             }
         }
@@ -265,14 +279,16 @@ final class Syncer: @unchecked Sendable {
 
     var error: EngineError? { lock.withLock { firstError } }
 
-    func sync(_ file: BackupFileState, pool: WorkPool) {
+    func sync(_ file: BackupFileState, pool: WorkPool, progress: JobProgress) {
         queue.async(group: group) { [self] in
             guard !pool.shouldStop else { return }
             if fsync(file.fd) != 0 {
                 let failure = EngineError(.io, "cannot fsync \(file.path): \(errnoText())")
                 lock.withLock { if firstError == nil { firstError = failure } }
                 pool.fail(failure)
+                return
             }
+            file.stepDone(progress)
         }
     }
 
@@ -281,14 +297,22 @@ final class Syncer: @unchecked Sendable {
 
 /// Per-thread state of a backup worker: codecs and bounded buffers.
 final class BackupWorker {
+    private let progress: JobProgress
+    /// With verification, half of a chunk's bytes count when it is written and half when it is checked.
+    private let verifying: Bool
     private var deflater: (any PieceDeflater)?
     private var inflater: (any StreamInflater)?
     private var output: WorkBuffer?
     private var input: WorkBuffer?
     private var check: WorkBuffer?
 
+    init(progress: JobProgress, verifying: Bool) {
+        self.progress = progress
+        self.verifying = verifying
+    }
+
     /// Copies one chunk; returns true when it was the file's last outstanding chunk.
-    func copy(_ file: BackupFileState, chunk: Int, pool: WorkPool, progress: JobProgress) throws(EngineError) -> Bool {
+    func copy(_ file: BackupFileState, chunk: Int, pool: WorkPool) throws(EngineError) -> Bool {
         let segment = file.segment
         let chunkSize = file.chunkSize
         if chunk == 0 {
@@ -329,7 +353,7 @@ final class BackupWorker {
             file.chunkCRC[chunk] = crc
             file.lock.unlock()
         }
-        progress.add(bytes: UInt64(data.count))
+        progress.add(bytes: UInt64(verifying ? data.count / 2 : data.count))
         file.lock.lock()
         file.remaining -= 1
         let done = file.remaining == 0
@@ -381,5 +405,7 @@ final class BackupWorker {
                 .verifyFailed,
                 "CRC-32 mismatch in \(file.path) at chunk \(chunk): the file differs from segment \(segment.key.hex)")
         }
+        progress.add(bytes: UInt64(length - length / 2))
+        file.stepDone(progress)
     }
 }

@@ -11,14 +11,25 @@ protocol PieceDeflater: AnyObject {
         throws(EngineError) -> Int?
 }
 
+/// One step of an inflater.
+struct InflateStep {
+    var consumed: Int
+    var produced: Int
+    /// The final block has ended.
+    var finished: Bool
+    /// Bytes after the end of the deflate data that the decoder had read ahead in an earlier step; they come
+    /// before `input[consumed...]` in the stream. Almost always empty.
+    var held: [UInt8] = []
+}
+
 /// Streams one raw-deflate stream. One per worker thread (not thread-safe).
 protocol StreamInflater: AnyObject {
     func reset()
-    /// Returns bytes consumed and produced, and whether the final block ended. Throws on corrupt data.
+    /// Throws on corrupt data.
     func inflate(
         _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer
     )
-        throws(EngineError) -> (consumed: Int, produced: Int, finished: Bool)
+        throws(EngineError) -> InflateStep
 }
 
 /// The codec seam: ISA-L when it can be loaded, zlib otherwise.
@@ -102,18 +113,23 @@ final class ISALInflater: StreamInflater {
     func inflate(
         _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer
     )
-        throws(EngineError) -> (consumed: Int, produced: Int, finished: Bool)
+        throws(EngineError) -> InflateStep
     {
         var consumed: UInt32 = 0
         var produced: UInt32 = 0
         var finished: Int32 = 0
+        var held = [UInt8](repeating: 0, count: 8)
+        var heldCount: UInt32 = 0
         let inCount = UInt32(min(input.count, Int(UInt32.max)))
         let outCount = UInt32(min(output.count, Int(UInt32.max)))
         let rc = cisal_inflate(
             handle, input.baseAddress?.assumingMemoryBound(to: UInt8.self), inCount,
-            output.baseAddress?.assumingMemoryBound(to: UInt8.self), outCount, &consumed, &produced, &finished)
+            output.baseAddress?.assumingMemoryBound(to: UInt8.self), outCount, &consumed, &produced, &finished,
+            &held, &heldCount)
         if rc < 0 { throw EngineError(.invalidBackup, "invalid deflate data (ISA-L error \(rc))") }
-        return (Int(consumed), Int(produced), finished != 0)
+        let heldBytes = Array(held.prefix(Int(min(heldCount, 8))))
+        return InflateStep(
+            consumed: Int(consumed), produced: Int(produced), finished: finished != 0, held: heldBytes)
     }
 }
 
@@ -185,7 +201,7 @@ final class ZlibInflater: StreamInflater {
     func inflate(
         _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer
     )
-        throws(EngineError) -> (consumed: Int, produced: Int, finished: Bool)
+        throws(EngineError) -> InflateStep
     {
         let inCount = min(input.count, Int(UInt32.max))
         let outCount = min(output.count, Int(UInt32.max))
@@ -198,8 +214,8 @@ final class ZlibInflater: StreamInflater {
         let consumed = inCount - Int(stream.pointee.avail_in)
         let produced = outCount - Int(stream.pointee.avail_out)
         switch rc {
-        case Z_STREAM_END: return (consumed, produced, true)
-        case Z_OK, Z_BUF_ERROR: return (consumed, produced, false)
+        case Z_STREAM_END: return InflateStep(consumed: consumed, produced: produced, finished: true)
+        case Z_OK, Z_BUF_ERROR: return InflateStep(consumed: consumed, produced: produced, finished: false)
         default:
             let text = stream.pointee.msg.map { String(cString: $0) } ?? "error \(rc)"
             throw EngineError(.invalidBackup, "invalid deflate data (zlib: \(text))")

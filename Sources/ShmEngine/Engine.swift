@@ -1,5 +1,10 @@
 import Glibc
 
+/// Backup and restore of Aerospike shared-memory segments, compatible with asmt's files.
+///
+/// Every function here blocks the calling thread (file and shm I/O, a bounded pool of worker threads):
+/// call them off Swift's cooperative thread pool. They are safe to call from several threads, but two jobs
+/// on the same instance and namespace would refuse or race each other, as they would with asmt.
 public enum Engine {
     /// Tool version written in manifests, reported by /version.
     public static let version = "0.1.0"
@@ -143,7 +148,7 @@ enum BackupScanner {
         var produced = 0
         var consumed = 0
         while produced < length && consumed < body.count {
-            let step: (consumed: Int, produced: Int, finished: Bool)? = body.withUnsafeBytes { input in
+            let step: InflateStep? = body.withUnsafeBytes { input in
                 output.withUnsafeMutableBytes { out in
                     try? inflater.inflate(
                         UnsafeRawBufferPointer(rebasing: input[consumed...]),

@@ -25,6 +25,12 @@ enum RequestValidation {
     }
 }
 
+/// Namespace names are compared byte for byte, like asmt (not by Unicode equivalence).
+func sameName(_ stored: String?, _ name: String) -> Bool {
+    guard let stored else { return false }
+    return stored.utf8.elementsEqual(name.utf8)
+}
+
 enum StageCheck {
     /// nil when `stages` is exactly 0..<count; else the first missing stage number.
     static func firstMissing(_ stages: [Int]) -> Int? {
@@ -52,7 +58,7 @@ enum BackupPlanner {
         var namespaces: [PlannedNamespace] = []
         var planned: [PlannedSegment] = []
         for name in names {
-            let bases = mine.filter { $0.live.key.kind == .base && $0.facts.namespace == name }
+            let bases = mine.filter { $0.live.key.kind == .base && sameName($0.facts.namespace, name) }
             guard let base = bases.first else {
                 throw EngineError(
                     .namespaceNotFound, "no base segment of namespace \(name) on instance \(instance)")
@@ -63,7 +69,7 @@ enum BackupPlanner {
             }
             let nsid = base.live.key.nsid
             let group = mine.filter {
-                $0.live.key.kind == .dataStage ? $0.facts.namespace == name : $0.live.key.nsid == nsid
+                $0.live.key.kind == .dataStage ? sameName($0.facts.namespace, name) : $0.live.key.nsid == nsid
             }
             if let attached = group.first(where: { $0.live.attachCount > 0 }) {
                 throw EngineError(
@@ -197,7 +203,7 @@ enum RestorePlanner {
         var namespaces: [PlannedNamespace] = []
         var planned: [PlannedSegment] = []
         for name in names {
-            let bases = mine.filter { $0.key.kind == .base && !$0.compressed && $0.facts?.namespace == name }
+            let bases = mine.filter { $0.key.kind == .base && !$0.compressed && sameName($0.facts?.namespace, name) }
             guard let base = bases.first else {
                 if let gz = mine.first(where: { ($0.key.kind == .base || $0.key.kind == .meta) && $0.compressed }) {
                     throw EngineError(
@@ -216,7 +222,7 @@ enum RestorePlanner {
             var group: [BackupFile] = []
             for file in mine {
                 if file.key.kind == .dataStage {
-                    if file.facts?.namespace == name {
+                    if sameName(file.facts?.namespace, name) {
                         group.append(file)
                     } else if file.facts == nil && file.key.nsid == nsid {
                         throw EngineError(.invalidBackup, "cannot read data stage file \(file.name)")
@@ -260,6 +266,13 @@ enum RestorePlanner {
                         throw EngineError(.invalidBackup, "file \(file.name) is truncated (\(file.fileSize) bytes)")
                     }
                     size = header.segmentSize
+                    // Deflate cannot expand more than 1032:1; a larger stated size is a damaged header.
+                    let limit = (file.fileSize - UInt64(ASMTHeader.size)).multipliedReportingOverflow(by: 1100)
+                    guard limit.overflow || size <= limit.partialValue + 4096 else {
+                        throw EngineError(
+                            .invalidBackup,
+                            "file \(file.name) states a segment of \(size) bytes, more than its data can hold")
+                    }
                 } else {
                     size = file.fileSize
                 }

@@ -50,10 +50,7 @@ enum RestoreRunner {
                     shmid: file.shmid, key: file.segment.key, uid: file.segment.uid, gid: file.segment.gid,
                     mode: file.segment.mode)
             }
-            for file in files {
-                release(file)
-                progress.set(file.index, .done)
-            }
+            for file in files { release(file) }
         } catch {
             for file in files {
                 release(file)
@@ -97,7 +94,8 @@ enum RestoreRunner {
         // Sequential compressed files first (largest first), then the chunks of plain files.
         let compressed = files.filter(\.segment.compressed).sorted { $0.segment.size > $1.segment.size }
         let plain = files.filter { !$0.segment.compressed }
-        let items = compressed.map { ($0, 0) } + plain.flatMap { file in (0..<file.chunkCount).map { (file, $0) } }
+        let lists = plain.map { file in (0..<file.chunkCount).map { (file, $0) } }
+        let items = compressed.map { ($0, 0) } + interleaved(lists)
         let pool = WorkPool(items: items.count, cancellation: cancellation)
         let verify = request.verify
         try pool.run(threads: request.threads) { () throws(EngineError) in
@@ -111,8 +109,11 @@ enum RestoreRunner {
                         inflater = try Codec.makeInflater()
                         input = WorkBuffer(count: inputSize)
                     }
-                    try inflate(
+                    if try inflate(
                         file, inflater: inflater!, input: input!, verify: verify, pool: pool, progress: progress)
+                    {
+                        progress.set(file.index, .done)
+                    }
                     return
                 }
                 let offset = chunk * chunkSize
@@ -140,6 +141,7 @@ enum RestoreRunner {
                             "CRC-32 of segment \(file.segment.key.hex) is \(hex32(total)), "
                                 + "the manifest records \(hex32(expected)) for \(file.path)")
                     }
+                    progress.set(file.index, .done)
                 }
             }
         }
@@ -149,7 +151,7 @@ enum RestoreRunner {
     static func inflate(
         _ file: RestoreFileState, inflater: any StreamInflater, input: WorkBuffer, verify: Bool, pool: WorkPool,
         progress: JobProgress
-    ) throws(EngineError) {
+    ) throws(EngineError) -> Bool {
         let segment = file.segment
         let path = file.path
         let fileSize = segment.fileSize ?? 0
@@ -189,15 +191,16 @@ enum RestoreRunner {
         var crc: UInt32 = 0
         var finished = false
         var scratch = [UInt8](repeating: 0, count: 64)
+        var held: [UInt8] = []
         while !finished {
-            if pool.shouldStop { return }
+            if pool.shouldStop { return false }
             if start == buffered {
                 guard try refill() else {
                     throw EngineError(.invalidBackup, "\(path) is truncated: the deflate stream does not end")
                 }
             }
             let available = UnsafeRawBufferPointer(start: input.pointer + start, count: buffered - start)
-            let result: (consumed: Int, produced: Int, finished: Bool)
+            let result: InflateStep
             if produced < size {
                 let length = min(window, size - produced)
                 if produced + length > prefaulted {
@@ -209,7 +212,7 @@ enum RestoreRunner {
                 result = try inflater.inflate(available, into: target)
                 crc = CRC32.update(crc, UnsafeRawBufferPointer(start: base + produced, count: result.produced))
             } else {
-                let inflated: Result<(consumed: Int, produced: Int, finished: Bool), EngineError> =
+                let inflated: Result<InflateStep, EngineError> =
                     scratch.withUnsafeMutableBytes { raw in
                         Result { () throws(EngineError) in try inflater.inflate(available, into: raw) }
                     }
@@ -223,6 +226,7 @@ enum RestoreRunner {
             produced += result.produced
             progress.add(bytes: UInt64(result.produced))
             finished = result.finished
+            held = result.held
             if !finished && result.consumed == 0 && result.produced == 0 && start < buffered {
                 // No progress with input available: the decoder needs more bytes at once.
                 if buffered == input.count && start == 0 {
@@ -237,12 +241,16 @@ enum RestoreRunner {
             throw EngineError(
                 .invalidBackup, "\(path) inflates to \(produced) bytes, its header states \(size) (truncated data)")
         }
-        // The 8-byte trailer must follow, and nothing after it.
-        while buffered - start < GzipFraming.trailerSize {
+        // The 8-byte trailer must follow (partly held back by the decoder, maybe), and nothing after it.
+        let needed = GzipFraming.trailerSize - min(held.count, GzipFraming.trailerSize)
+        while buffered - start < needed {
             guard try refill() else { throw EngineError(.invalidBackup, "\(path) is truncated: gzip trailer missing") }
         }
-        let trailer = Array(UnsafeRawBufferPointer(start: input.pointer + start, count: GzipFraming.trailerSize))
-        let end = fileOffset - UInt64(buffered - start - GzipFraming.trailerSize)
+        let trailer = held + Array(UnsafeRawBufferPointer(start: input.pointer + start, count: needed))
+        guard held.count <= GzipFraming.trailerSize else {
+            throw EngineError(.invalidBackup, "\(path) has bytes after the gzip member")
+        }
+        let end = fileOffset - UInt64(buffered - start - needed)
         guard end == fileSize else {
             throw EngineError(.invalidBackup, "\(path) has \(fileSize - end) bytes after the gzip member")
         }
@@ -260,6 +268,24 @@ enum RestoreRunner {
                     .verifyFailed, "\(path): CRC-32 \(hex32(crc)) differs from the manifest \(hex32(expected))")
             }
         }
+        return true
+    }
+}
+
+/// Round-robin over the lists, so that concurrent workers mostly touch different segments and files
+/// (faulting pages into one shmem segment, or writing one file, from two threads contends on its locks).
+func interleaved<T>(_ lists: [[T]]) -> [T] {
+    var result: [T] = []
+    result.reserveCapacity(lists.reduce(0) { $0 + $1.count })
+    var index = 0
+    while true {
+        var any = false
+        for list in lists where index < list.count {
+            result.append(list[index])
+            any = true
+        }
+        if !any { return result }
+        index += 1
     }
 }
 

@@ -114,10 +114,11 @@ public enum SyntheticSegments {
     public static func find(instance: Int, namespace: String) throws(EngineError) -> [LiveSegment] {
         let scanned = try SharedMemory.scan(instance: instance)
         let nsids = Set(
-            scanned.filter { $0.live.key.kind == .base && $0.facts.namespace == namespace }.map(\.live.key.nsid))
+            scanned.filter { $0.live.key.kind == .base && sameName($0.facts.namespace, namespace) }.map(\.live.key.nsid)
+        )
         return scanned.filter { segment in
             let key = segment.live.key
-            let mine = key.kind == .dataStage ? segment.facts.namespace == namespace : nsids.contains(key.nsid)
+            let mine = key.kind == .dataStage ? sameName(segment.facts.namespace, namespace) : nsids.contains(key.nsid)
             return mine && segment.live.attachCount == 0 && hasMarker(segment.live)
         }.map(\.live)
     }

@@ -22,6 +22,16 @@ struct ParserTests {
         #expect(outcome.requests.count == vector.requests)
     }
 
+    @Test("checklist inputs pipelined after a valid request give that request, then the refusal", arguments: badVectors)
+    func badRequestAfterAValidOne(_ vector: Vector) {
+        let raw = "GET /first HTTP/1.1\r\nHost: h\r\n\r\n".bytes + vector.raw
+        let (outcome, differing) = parseAllSplits(raw, limits: vector.limits)
+        #expect(differing.isEmpty, "split sizes that differ from whole: \(differing)")
+        #expect(outcome.error?.status == vector.status)
+        #expect(outcome.requests.count == vector.requests + 1)
+        #expect(outcome.requests.first?.path == "/first")
+    }
+
     @Test func chunkedBodyIsDecodedAndTrailersDropped() {
         let raw = post("Transfer-Encoding: chunked\r\n", "5;a=b\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
         var parser = RequestParser()

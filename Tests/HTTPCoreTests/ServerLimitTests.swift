@@ -101,7 +101,7 @@ struct ServerLimitTests {
             let port = server.port
             try await blocking {
                 let slow = try RawClient(port: port)
-                slow.send("GET /slow?ms=3000 HTTP/1.1\r\nHost: h\r\n\r\n")
+                slow.send("GET /slow?ms=6000 HTTP/1.1\r\nHost: h\r\n\r\n")
                 let fast = try RawClient(port: port)
                 fast.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
                 #expect(try #require(fast.readResponse()).status == 200)
@@ -266,7 +266,7 @@ struct ServerLimitTests {
             #expect(server.closedConnections == 40)
         }
         // Other suites run in parallel and open descriptors too: allow slack, and wait for them to settle.
-        let settled = (try? await waitUntil(timeout: .seconds(10)) { openDescriptorCount() <= before + 8 }) != nil
+        let settled = (try? await waitUntil(timeout: .seconds(10)) { openDescriptorCount() <= before + 32 }) != nil
         #expect(settled, "descriptors before \(before), after \(openDescriptorCount())")
     }
 }

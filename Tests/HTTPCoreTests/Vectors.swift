@@ -101,6 +101,14 @@ let badVectors: [Vector] = [
     Vector(
         12, "16 KiB target, 8 KiB limit", "GET /" + String(repeating: "a", count: 16384) + " HTTP/1.1\r\n\(host)\r\n",
         status: 414),
+    // Found by the fuzzer: the verdict once depended on the split (400 whole, 414 byte by byte).
+    Vector(
+        12, "over-long request line ending in a bare LF", "GET /" + String(repeating: "a", count: 9000) + "\n",
+        status: 414),
+    Vector(
+        27, "over-long field ending in a bare CR",
+        "GET / HTTP/1.1\r\nX: " + String(repeating: "v", count: 40000) + "\rx",
+        status: 431),
     Vector(14, "HTTP/2.0", "GET / HTTP/2.0\r\n\(host)\r\n", status: 505),
     Vector(14, "HTTP/3.0", "GET / HTTP/3.0\r\n\(host)\r\n", status: 505),
     Vector(15, "HTTP/1.10", "GET / HTTP/1.10\r\n\(host)\r\n", status: 400),

@@ -1,3 +1,4 @@
+import CISAL
 import Foundation
 import Testing
 
@@ -130,24 +131,108 @@ import Testing
             CRC32.combine(CRC32.checksum(first), CRC32.checksum(second), secondLength: UInt64(second.count)) == whole)
     }
 
+    static func deflaters() throws -> [(String, any PieceDeflater)] {
+        var result: [(String, any PieceDeflater)] = [("zlib", try ZlibDeflater())]
+        if Codec.usesISAL, let handle = cisal_deflater_new() { result.append(("isa-l", ISALDeflater(handle))) }
+        return result
+    }
+
+    static func inflaters() throws -> [(String, any StreamInflater)] {
+        var result: [(String, any StreamInflater)] = [("zlib", try ZlibInflater())]
+        if Codec.usesISAL, let handle = cisal_inflater_new() { result.append(("isa-l", ISALInflater(handle))) }
+        return result
+    }
+
+    @Test func isalIsAvailableWhereItIsInstalled() {
+        if FileManager.default.fileExists(atPath: "/usr/include/isa-l.h") {
+            #expect(Codec.usesISAL)
+            #expect(Engine.codecName == "isa-l")
+        }
+    }
+
+    /// Chunks compressed independently and sync-flushed form one gzip member any reader accepts,
+    /// whichever codec wrote it and whichever codec reads it.
     @Test func chunkedDeflateIsOneValidGzipMember() throws {
         let data = (0..<(3 << 20) + 12345).map { UInt8(truncatingIfNeeded: ($0 / 7) &* ($0 % 13)) }
-        let deflater = try Codec.makeDeflater()
-        var member = GzipFraming.header
-        let chunk = 1 << 20
-        var output = [UInt8](repeating: 0, count: Codec.deflateBound(chunk))
-        var offset = 0
-        while offset < data.count {
-            let end = min(data.count, offset + chunk)
-            let length = try data[offset..<end].withUnsafeBytes { input in
-                try output.withUnsafeMutableBytes { out in
-                    try deflater.compress(input, into: out, last: end == data.count)
+        for (name, deflater) in try Self.deflaters() {
+            var member = GzipFraming.header
+            let chunk = 1 << 20
+            var output = [UInt8](repeating: 0, count: Codec.deflateBound(chunk))
+            var offset = 0
+            while offset < data.count {
+                let end = min(data.count, offset + chunk)
+                let length = try data[offset..<end].withUnsafeBytes { input in
+                    try output.withUnsafeMutableBytes { out in
+                        try deflater.compress(input, into: out, last: end == data.count)
+                    }
+                }
+                member += output.prefix(try #require(length))
+                offset = end
+            }
+            member += GzipFraming.trailer(crc32: CRC32.checksum(data), size: UInt64(data.count))
+            #expect(Fixture.gunzip(member) == data, "written by \(name)")
+            for (reader, inflater) in try Self.inflaters() {
+                inflater.reset()
+                var restored = [UInt8](repeating: 0, count: data.count + 16)
+                let body = Array(member[10..<(member.count - 8)])
+                let result = try body.withUnsafeBytes { input in
+                    try restored.withUnsafeMutableBytes { out in try inflater.inflate(input, into: out) }
+                }
+                #expect(result.finished && result.produced == data.count, "\(name) -> \(reader)")
+                #expect(result.consumed == body.count, "\(name) -> \(reader)")
+                #expect(Array(restored.prefix(data.count)) == data, "\(name) -> \(reader)")
+            }
+        }
+    }
+
+    /// Whatever the input pieces, the bytes after the deflate data (the gzip trailer) can be recovered:
+    /// `held` plus the unconsumed input. The output buffer is exactly the data size.
+    @Test(arguments: [1, 3, 7, 8, 9, 64, 4093, 1 << 20])
+    func inflatersReportWhereTheDeflateDataEnds(piece: Int) throws {
+        let data = Array(repeating: UInt8(7), count: 100_000) + (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 97) }
+        let member = Fixture.gzip(data)
+        let body = Array(member[10...])  // deflate data, then the 8-byte trailer
+        for (reader, inflater) in try Self.inflaters() {
+            inflater.reset()
+            var restored = [UInt8](repeating: 0, count: data.count)
+            var position = 0
+            var produced = 0
+            var after: [UInt8]?
+            var calls = 0
+            while position < body.count && after == nil && calls < 1_000_000 {
+                calls += 1
+                let end = min(body.count, position + piece)
+                let chunk = Array(body[position..<end])
+                let step = try chunk.withUnsafeBytes { input in
+                    try restored.withUnsafeMutableBytes { out in
+                        try inflater.inflate(input, into: UnsafeMutableRawBufferPointer(rebasing: out[produced...]))
+                    }
+                }
+                produced += step.produced
+                if step.finished {
+                    after = step.held + Array(chunk[step.consumed...]) + Array(body[end...])
+                } else {
+                    #expect(step.held.isEmpty)
+                    position += step.consumed
                 }
             }
-            member += output.prefix(try #require(length))
-            offset = end
+            #expect(after == Array(body.suffix(8)), "\(reader), pieces of \(piece)")
+            #expect(produced == data.count && restored == data, "\(reader), pieces of \(piece)")
         }
-        member += GzipFraming.trailer(crc32: CRC32.checksum(data), size: UInt64(data.count))
-        #expect(Fixture.gunzip(member) == data)
+    }
+
+    @Test func corruptDeflateDataThrows() throws {
+        var member = Fixture.gzip((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31 >> 3) })
+        for index in stride(from: 20, to: 60, by: 1) { member[index] = 0xFF }
+        for (reader, inflater) in try Self.inflaters() {
+            inflater.reset()
+            var out = [UInt8](repeating: 0, count: 300_000)
+            let body = Array(member[10...])
+            #expect(throws: EngineError.self, "\(reader)") {
+                _ = try body.withUnsafeBytes { input in
+                    try out.withUnsafeMutableBytes { raw in try inflater.inflate(input, into: raw) }
+                }
+            }
+        }
     }
 }

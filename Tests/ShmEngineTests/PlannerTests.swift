@@ -76,6 +76,8 @@ private func key(_ kind: SegmentKind, _ stage: Int = 0, nsid: Int = 4) -> Segmen
     }
 
     @Test func namespaceNotFound() {
+        // Data stages without their base: never asmt's orphan-data path.
+        Fixture.expectCode(.namespaceNotFound) { _ = try plan(described(spec).filter { $0.live.key.kind != .base }) }
         Fixture.expectCode(.namespaceNotFound) { _ = try plan(described(spec), names: ["other"]) }
         Fixture.expectCode(.namespaceNotFound) { _ = try plan(described(spec), instance: 4) }
     }
@@ -218,6 +220,9 @@ private func restorePlan(
         var metaCount = files
         metaCount[5].facts?.arenas = 5
         Fixture.expectCode(.invalidBackup) { _ = try restorePlan(metaCount) }
+        var giant = files
+        giant[2].header = .success(ASMTHeader(segmentSize: 1 << 50, crc32: 0))
+        Fixture.expectCode(.invalidBackup) { _ = try restorePlan(giant) }
         var unclean = files
         unclean[0].facts?.shutdownStatus = 0
         Fixture.expectCode(.uncleanShutdown) { _ = try restorePlan(unclean) }

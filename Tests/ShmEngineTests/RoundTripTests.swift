@@ -44,6 +44,7 @@ private func roundTrip(instance: Int, spec: SyntheticNamespace, compress: Bool, 
         try Engine.restore(
             restorePlan, request: restoreRequest, progress: restoreProgress, cancellation: CancellationToken())
         #expect(restoreProgress.snapshot().bytesDone == restorePlan.totalBytes)
+        #expect(restoreProgress.snapshot().segmentsDone == keys.count)
         let restored = try Fixture.live(instance: instance, nsid: spec.nsid, name: spec.name)
         #expect(Set(restored.map(\.key)) == Set(keys))
         for segment in restored {
@@ -75,6 +76,44 @@ private func roundTrip(instance: Int, spec: SyntheticNamespace, compress: Bool, 
             name: "rt-one", nsid: 3, primaryStages: 1, stageSize: 300_000, secondaryStages: 0, dataStages: 0,
             uid: 1234, gid: 2345, mode: 0o640, seed: 13)
         try roundTrip(instance: 13, spec: spec, compress: true, threads: 1)
+    }
+
+    /// Two namespaces in one request: one manifest, both restored.
+    @Test func twoNamespacesInOneBackup() throws {
+        let first = SyntheticNamespace(
+            name: "two-a", nsid: 11, primaryStages: 1, stageSize: 200_000, dataStages: 1, uid: 1234, gid: 2345,
+            mode: 0o640, seed: 21)
+        let second = SyntheticNamespace(
+            name: "two-b", nsid: 12, primaryStages: 2, stageSize: 150_000, secondaryStages: 0, dataStages: 2,
+            uid: 2345, gid: 1234, mode: 0o600, seed: 22)
+        try Fixture.withTemporaryDirectory { temp in
+            let directory = temp + "/b"
+            var keys: [SegmentKey] = []
+            var before: [SegmentKey: [UInt8]] = [:]
+            try Fixture.withSegments(instance: 13, first) { a in
+                try Fixture.withSegments(instance: 13, second) { b in
+                    before = Fixture.snapshot(a + b)
+                    keys = (a + b).map(\.key)
+                    let request = BackupRequest(
+                        instance: 13, namespaces: ["two-a", "two-b"], directory: directory, compress: true)
+                    let manifest = try Engine.backup(
+                        try Engine.planBackup(request), request: request, progress: JobProgress(),
+                        cancellation: CancellationToken())
+                    #expect(manifest.namespaces.map(\.nsid) == [11, 12])
+                    #expect(manifest.segments.count == a.count + b.count)
+                }
+            }
+            defer { Fixture.removeRestored(keys) }
+            let request = RestoreRequest(instance: 13, namespaces: ["two-b", "two-a"], directory: directory)
+            try Engine.restore(
+                try Engine.planRestore(request), request: request, progress: JobProgress(),
+                cancellation: CancellationToken())
+            let restored =
+                try Fixture.live(instance: 13, nsid: 11, name: "two-a")
+                + Fixture.live(instance: 13, nsid: 12, name: "two-b")
+            #expect(Set(restored.map(\.key)) == Set(keys))
+            for segment in restored { #expect(Fixture.contents(segment) == before[segment.key]) }
+        }
     }
 
     /// An independent reader parses what the engine wrote: names, header fields, one gzip member.

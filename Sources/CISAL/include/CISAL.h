@@ -35,11 +35,13 @@ void cisal_inflater_free(cisal_inflater *i);
 void cisal_inflater_reset(cisal_inflater *i);
 /*
  * Inflates from `in` into `out`. Sets *consumed and *produced. *finished = 1 once the final block has
- * ended; `consumed` then excludes bytes the decoder had buffered past the end of the deflate data.
+ * ended. The decoder reads ahead: whole bytes it took past the end of the deflate data are given back,
+ * by excluding them from *consumed when they came from this call's input, else by copying them to
+ * `held` (8 bytes of room; *held_count of them, in stream order).
  * Returns 0 on success, a negative value on corrupt data.
  */
 int cisal_inflate(cisal_inflater *i, const uint8_t *in, uint32_t in_len, uint8_t *out, uint32_t out_len,
-                  uint32_t *consumed, uint32_t *produced, int *finished);
+                  uint32_t *consumed, uint32_t *produced, int *finished, uint8_t *held, uint32_t *held_count);
 
 /* System V shared memory helpers (Linux). */
 typedef struct {

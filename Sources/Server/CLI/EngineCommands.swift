@@ -103,7 +103,7 @@ struct BackupCommand: AsyncParsableCommand {
         print(
             "backed up \(manifest.segments.count) segments (\(EngineCLI.bytes(total)), files "
                 + "\(EngineCLI.bytes(files))) to \(request.directory) in \(EngineCLI.elapsed(since: started)), "
-                + EngineCLI.rate(total, since: started))
+                + EngineCLI.rate(total, since: started) + " (codec \(Engine.codecName))")
     }
 }
 
@@ -116,7 +116,14 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Check CRC-32s against the file headers and the manifest.")
     var verify = true
 
+    @Flag(help: .hidden)
+    var compress = false
+
     func run() async throws {
+        if compress {
+            FileHandle.standardError.write(
+                Data("asmtd: note: --compress is not needed: restore decides per file\n".utf8))
+        }
         let request = RestoreRequest(
             instance: options.instance, namespaces: options.namespaces, directory: options.path, verify: verify,
             threads: options.threads)
@@ -136,7 +143,8 @@ struct RestoreCommand: AsyncParsableCommand {
         }
         print(
             "restored \(plan.segments.count) segments (\(EngineCLI.bytes(plan.totalBytes))) from \(request.directory) "
-                + "in \(EngineCLI.elapsed(since: started)), " + EngineCLI.rate(plan.totalBytes, since: started))
+                + "in \(EngineCLI.elapsed(since: started)), " + EngineCLI.rate(plan.totalBytes, since: started)
+                + " (codec \(Engine.codecName))")
     }
 }
 
