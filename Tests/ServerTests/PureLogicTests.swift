@@ -198,3 +198,41 @@ struct LogFormatTests {
         #expect(json == "{\"time\":\"1970-01-01T00:00:00.000Z\",\"level\":\"ERROR\",\"msg\":\"a \\\"b\\\"\\n\"}\n")
     }
 }
+
+struct JobStoreTests {
+    @Test func stateFilterIncludesAndExcludes() throws {
+        let filter = try StateFilter.parse("running,success,!success")
+        #expect(filter.matches(.running))
+        #expect(!filter.matches(.success))
+        #expect(!filter.matches(.failure))
+        #expect(try StateFilter.parse("!failure").matches(.queued))
+        #expect(try StateFilter.parse(nil).matches(.canceled))
+        #expect(throws: APIError.self) { try StateFilter.parse("done") }
+    }
+
+    @Test func recordsRoundTripAtomicallyAndStaleTemporariesGo() throws {
+        let directory = try TemporaryDirectory()
+        let store = JobStore(stateDirectory: directory.path)
+        try store.prepare()
+        let record = JobRecord(
+            id: "20261122-000000-0000000a", type: .restore, state: .running,
+            request: JobRequest(instance: 2, namespaces: ["a", "b"], compress: nil, verify: true, threads: 3),
+            backup: "b1", path: "/x/b1", created: 1.5, started: 2.5, finished: nil, pid: 4242,
+            progress: ProgressRecord(bytesTotal: 10, bytesDone: 5, segmentsTotal: 2, segmentsDone: 1),
+            segments: [
+                SegmentRecord(
+                    key: "0xae021000", kind: "pi-base", namespace: "a", size: 4096, file: "ae021000.dat",
+                    compressed: false, state: "done")
+            ], error: nil)
+        try store.save(record)
+        #expect(FileManager.default.createFile(atPath: store.directory + "/x.json.tmp-1-2", contents: Data("{".utf8)))
+        #expect(FileManager.default.createFile(atPath: store.directory + "/broken.json", contents: Data("{".utf8)))
+        let (records, warnings) = store.loadAll()
+        #expect(records == [record])
+        #expect(warnings.count == 1)
+        #expect(!FileManager.default.fileExists(atPath: store.directory + "/x.json.tmp-1-2"))
+        var mode = stat()
+        stat(store.path(of: record.id), &mode)
+        #expect(mode.st_mode & 0o777 == 0o600)
+    }
+}
