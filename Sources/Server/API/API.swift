@@ -26,7 +26,8 @@ struct API: Sendable {
         router.add("POST", "/v1/jobs/{id}/cancel", guarded { (request) throws(APIError) in try cancelJob(request) })
         router.add("GET", "/v1/backups", guarded { (request) throws(APIError) in try listBackups(request) })
         router.add("GET", "/v1/backups/{id}", guarded { (request) throws(APIError) in try getBackup(request) })
-        router.add("DELETE", "/v1/backups/{id}", guarded { (request) throws(APIError) in try deleteBackup(request) })
+        router.add(
+            "DELETE", "/v1/backups/{id}", guarded { (request) throws(APIError) in try await deleteBackup(request) })
         router.add("GET", "/v1/segments", guarded { (request) throws(APIError) in try await listSegments(request) })
         return router
     }
@@ -218,19 +219,20 @@ struct API: Sendable {
         return Responses.json(200, info)
     }
 
-    func deleteBackup(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+    func deleteBackup(_ request: HTTPRequest) async throws(APIError) -> HTTPResponse {
         let id = request.pathParameters["id"] ?? ""
-        // In use first: a backup being written may not have its directory yet.
-        let path = try jobs.withBackupNotInUse(id) { () throws(APIError) -> String in
-            guard Paths.isSafeName(id), let (info, _) = BackupCatalog.find(id: id, in: config) else {
-                throw APIError(.backupNotFound, "no backup \(id)")
-            }
-            do {
-                try FileSystem.removeTree(info.path)
-            } catch {
-                throw APIError(.io, "cannot remove backup \(id): \(error)")
-            }
-            return info.path
+        guard Paths.isSafeName(id) else { throw APIError(.backupNotFound, "no backup \(id)") }
+        // Reserved first: a backup being written may not have its directory yet, and no job may pick it
+        // while its files go (which can take a while, so off the lock and off the cooperative pool).
+        try jobs.reserveBackup(id, for: "deleting")
+        defer { jobs.releaseBackup(id, for: "deleting") }
+        guard let (info, _) = BackupCatalog.find(id: id, in: config) else {
+            throw APIError(.backupNotFound, "no backup \(id)")
+        }
+        let path = info.path
+        let removed = await Blocking.run { () throws(FileSystemError) in try FileSystem.removeTree(path) }
+        if case .failure(let error) = removed {
+            throw APIError(.io, "cannot remove backup \(id): \(error)")
         }
         jobs.logger.info("backup deleted", metadata: ["backup": "\(id)", "path": "\(path)"])
         return HTTPResponse(status: 204)

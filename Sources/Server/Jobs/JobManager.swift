@@ -163,8 +163,8 @@ final class JobManager: Sendable {
         defer { if !keep { release(instance: instance.instance, job: id) } }
         let backup = try chooseBackup(submission.backup, instance: instance, namespaces: namespaces)
         // Held from now on, so that a DELETE cannot remove it between the plan and the run.
-        state.withLock { $0.backupsInUse[backup] = id }
-        defer { if !keep { state.withLock { s in if s.backupsInUse[backup] == id { s.backupsInUse[backup] = nil } } } }
+        try reserveBackup(backup, for: id)
+        defer { if !keep { releaseBackup(backup, for: id) } }
         let directory = Paths.join(instance.backupPath, backup)
         let request = RestoreRequest(
             instance: instance.instance, namespaces: namespaces, directory: directory,
@@ -448,21 +448,22 @@ final class JobManager: Sendable {
         state.withLock { $0.backupsInUse[id] }
     }
 
-    /// Reserves a backup for deletion: fails when a job uses it.
-    func withBackupNotInUse<T>(_ id: String, _ body: () throws(APIError) -> T) throws(APIError) -> T {
-        // The lock is held while deleting so no job can pick the backup meanwhile.
-        let result: Result<T, APIError> = state.withLock { s in
-            if let user = s.backupsInUse[id] {
-                return .failure(
-                    APIError(.backupInUse, "backup \(id) is in use by job \(user)", details: ["job": user]))
-            }
-            do throws(APIError) {
-                return .success(try body())
-            } catch {
-                return .failure(error)
-            }
+    /// Marks a backup as used by `user` (a job id, or "deleting"); 409 when something already uses it.
+    func reserveBackup(_ id: String, for user: String) throws(APIError) {
+        let holder: String? = state.withLock { s in
+            if let holder = s.backupsInUse[id], holder != user { return holder }
+            s.backupsInUse[id] = user
+            return nil
         }
-        return try result.get()
+        if let holder {
+            throw APIError(.backupInUse, "backup \(id) is in use by \(holder)", details: ["job": holder])
+        }
+    }
+
+    func releaseBackup(_ id: String, for user: String) {
+        state.withLock { s in
+            if s.backupsInUse[id] == user { s.backupsInUse[id] = nil }
+        }
     }
 
     private func chooseBackup(
