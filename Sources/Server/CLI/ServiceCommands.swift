@@ -62,7 +62,16 @@ struct ServeCommand: AsyncParsableCommand {
             logger.info("signal received", metadata: ["signal": "\(number == SIGTERM ? "SIGTERM" : "SIGINT")"])
             break
         }
+        // A second SIGTERM/SIGINT does not wait for shutdown-timeout: running jobs are canceled (and cleaned
+        // up) at once.
+        let impatient = Task {
+            for await number in stream where number != SIGHUP {
+                logger.warning("second signal: canceling running jobs now")
+                service.jobs.cancelAll()
+            }
+        }
         await service.shutdown()
+        impatient.cancel()
         withExtendedLifetime(sources) {}
     }
 }

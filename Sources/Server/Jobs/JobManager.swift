@@ -512,6 +512,13 @@ final class JobManager: Sendable {
         state.withLock { $0.accepting = false }
     }
 
+    /// Cancels every queued or running job (their clean-up still runs).
+    func cancelAll() {
+        state.withLock { s in
+            for live in s.live.values { live.token.cancel() }
+        }
+    }
+
     var isAccepting: Bool { state.withLock { $0.accepting } }
 
     var activeCount: Int { state.withLock { $0.threads } }
