@@ -122,14 +122,16 @@ enum RestoreRunner {
                 // No prefault here: pread faults the pages in faster than MADV_POPULATE_WRITE plus a copy.
                 let got = try FileIO.readFull(file.fd, target, at: UInt64(offset), file: file.path)
                 guard got == length else { throw EngineError(.invalidBackup, "\(file.path) is shorter than planned") }
-                let crc = CRC32.update(0, UnsafeRawBufferPointer(target))
+                // A plain file has nothing to check its CRC against except the manifest.
+                let check = verify && file.segment.crc32 != nil
+                let crc = check ? CRC32.update(0, UnsafeRawBufferPointer(target)) : 0
                 progress.add(bytes: UInt64(length))
                 file.lock.lock()
                 file.chunkCRC[chunk] = crc
                 file.remaining -= 1
                 let done = file.remaining == 0
                 file.lock.unlock()
-                if done {
+                if done && check {
                     var total: UInt32 = 0
                     for index in 0..<file.chunkCount {
                         let size = min(UInt64(chunkSize), file.segment.size - UInt64(index * chunkSize))
@@ -141,8 +143,8 @@ enum RestoreRunner {
                             "CRC-32 of segment \(file.segment.key.hex) is \(hex32(total)), "
                                 + "the manifest records \(hex32(expected)) for \(file.path)")
                     }
-                    progress.set(file.index, .done)
                 }
+                if done { progress.set(file.index, .done) }
             }
         }
     }
