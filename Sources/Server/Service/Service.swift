@@ -34,9 +34,17 @@ final class Service: Sendable {
         hooks.errorResponse = { status, code, message in
             Responses.errorResponse(status: status, code: code, message: message)
         }
-        hooks.onResponse = { method, _, status, duration in
-            let (seconds, attoseconds) = duration.components
-            metrics.request(method: method, status: status, seconds: Double(seconds) + Double(attoseconds) / 1e18)
+        hooks.onResponse = { method, route, status, duration in
+            let (whole, attoseconds) = duration.components
+            let seconds = Double(whole) + Double(attoseconds) / 1e18
+            metrics.request(method: method, status: status, seconds: seconds)
+            // The route pattern, never the raw target: ids and queries stay out of the access log.
+            logger.debug(
+                "request",
+                metadata: [
+                    "method": "\(method)", "route": "\(route ?? "-")", "status": "\(status)",
+                    "ms": "\(String(format: "%.1f", seconds * 1000))",
+                ])
         }
         self.http = HTTPServer(configuration: http, router: router, hooks: hooks)
     }
