@@ -236,3 +236,30 @@ struct JobStoreTests {
         #expect(mode.st_mode & 0o777 == 0o600)
     }
 }
+
+struct RetentionTests {
+    @Test func onlyTheNewestFinishedRecordsAreKept() throws {
+        let directory = try TemporaryDirectory()
+        var settings = ServiceSettings()
+        settings.stateDir = directory.path
+        settings.jobsKept = 2
+        let config = Config(
+            file: "", service: settings,
+            instances: [InstanceConfig(instance: 14, backupPath: directory.path + "/b", namespaces: ["x"])],
+            authToken: nil)
+        let store = JobStore(stateDirectory: directory.path)
+        try store.prepare()
+        for index in 1...4 {
+            try store.save(
+                JobRecord(
+                    id: "20260101-00000\(index)-00000000", type: .backup, state: .success,
+                    request: JobRequest(instance: 14, namespaces: ["x"], compress: false, verify: true, threads: 0),
+                    backup: "b\(index)", path: "/nowhere", created: Double(index), started: nil, finished: nil,
+                    pid: nil, progress: ProgressRecord(), segments: [], error: nil))
+        }
+        let manager = JobManager(config: config, metrics: Metrics(version: "t"), logger: .init(label: "t"))
+        try manager.recover()
+        #expect(manager.jobs(type: nil, states: StateFilter(), limit: 10).map(\.backup) == ["b4", "b3"])
+        #expect(store.loadAll().records.map(\.backup).sorted() == ["b3", "b4"])
+    }
+}
