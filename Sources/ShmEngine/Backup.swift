@@ -91,6 +91,7 @@ enum BackupRunner {
             for file in files { try prepare(file) }
             try copy(files, request: request, progress: progress, cancellation: cancellation)
             try FileIO.fsyncDirectory(directory)
+            if createdDirectory { try FileIO.fsyncDirectory(FileIO.parent(of: directory)) }
             if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
             let manifest = BackupManifest(
                 formatVersion: BackupManifest.currentFormatVersion, toolVersion: Engine.version, host: hostName(),
