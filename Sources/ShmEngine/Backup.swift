@@ -91,6 +91,7 @@ enum BackupRunner {
             for file in files { try prepare(file) }
             try copy(files, request: request, progress: progress, cancellation: cancellation)
             try FileIO.fsyncDirectory(directory)
+            if createdDirectory { try FileIO.fsyncDirectory(FileIO.parent(of: directory)) }
             if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
             let manifest = BackupManifest(
                 formatVersion: BackupManifest.currentFormatVersion, toolVersion: Engine.version, host: hostName(),
@@ -141,7 +142,7 @@ enum BackupRunner {
         guard info.size == segment.size else {
             throw EngineError(.invalidSegments, "segment \(segment.key.hex) changed size since planning")
         }
-        guard info.nattch == 0 else {
+        guard SharedMemory.settledAttachCount(shmid: shmid, atMost: 0) == 0 else {
             throw EngineError(.serverRunning, "segment \(segment.key.hex) is attached: the server is running")
         }
         file.attachment = try SharedMemory.attach(
@@ -223,8 +224,8 @@ enum BackupRunner {
         guard fchmod(file.fd, mode_t(segment.mode & 0o777)) == 0 else {
             throw EngineError(.io, "cannot set the mode of \(file.path): \(errnoText())")
         }
-        if let attachment = file.attachment, let info = SharedMemory.stat(shmid: attachment.shmid),
-            info.nattch > 1
+        if let attachment = file.attachment,
+            let attached = SharedMemory.settledAttachCount(shmid: attachment.shmid, atMost: 1), attached > 1
         {
             throw EngineError(
                 .serverRunning, "segment \(segment.key.hex) was attached by another process during the backup")

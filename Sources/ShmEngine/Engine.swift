@@ -79,7 +79,8 @@ public enum Engine {
         var removed: [SegmentKey] = []
         for key in keys {
             guard let shmid = SharedMemory.lookup(key), let info = SharedMemory.stat(shmid: shmid),
-                info.key == key.rawValue, info.nattch == 0, info.cpid == pid
+                info.key == key.rawValue, info.cpid == pid,
+                SharedMemory.settledAttachCount(shmid: shmid, atMost: 0) == 0
             else { continue }
             if SharedMemory.remove(shmid: shmid) { removed.append(key) }
         }

@@ -46,7 +46,26 @@ public enum SharedMemory {
             }
             result.append(ScannedSegment(live: live, facts: facts))
         }
+        for index in result.indices where result[index].live.attachCount > 0 {
+            guard let settled = settledAttachCount(shmid: result[index].live.shmid, atMost: 0) else { continue }
+            result[index].live.attachCount = settled
+        }
         return result.sorted { $0.live.key < $1.live.key }
+    }
+
+    /// The attach count of a segment, ignoring brief attachments. A segment listing (this process's or another
+    /// asmtd's) attaches base and data segments for microseconds to read their names, while a server stays
+    /// attached. Returns the smallest count seen within about 100 ms, as soon as it is `atMost` or lower; nil when
+    /// the segment is gone.
+    static func settledAttachCount(shmid: Int32, atMost floor: Int) -> Int? {
+        var lowest = Int.max
+        for attempt in 0..<20 {
+            if attempt > 0 { usleep(5000) }
+            guard let info = stat(shmid: shmid) else { return nil }
+            lowest = min(lowest, Int(info.nattch))
+            if lowest <= floor { break }
+        }
+        return lowest
     }
 
     /// Copies up to `length` leading bytes of a segment (temporary read-only attach).

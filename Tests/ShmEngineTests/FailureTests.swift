@@ -154,6 +154,39 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
         }
     }
 
+    /// A segment listing attaches base and data segments for a moment to read their names; a listing running at
+    /// the same time as a backup (another request, another asmtd) must not read as a running server.
+    @Test func briefAttachmentsAreNotARunningServer() throws {
+        let spec = small("flicker", 28, stageSize: 64 << 10)
+        try Fixture.withSegments(instance: 13, spec) { created in
+            try Fixture.withTemporaryDirectory { temp in
+                let flickering = created.filter { $0.key.kind == .base || $0.key.kind == .dataStage }
+                let stop = CancellationToken()
+                let flicker = Thread {
+                    while !stop.isCancelled {
+                        for segment in flickering {
+                            guard
+                                let attachment = try? SharedMemory.attach(
+                                    shmid: segment.shmid, key: segment.key, size: segment.size, readOnly: true)
+                            else { continue }
+                            usleep(200)
+                            SharedMemory.detach(attachment)
+                        }
+                        usleep(2000)
+                    }
+                }
+                flicker.start()
+                defer { stop.cancel() }
+                let request = BackupRequest(instance: 13, namespaces: ["flicker"], directory: temp + "/b")
+                for _ in 0..<5 { _ = try Engine.planBackup(request) }
+                let manifest = try Engine.backup(
+                    try Engine.planBackup(request), request: request, progress: JobProgress(),
+                    cancellation: CancellationToken())
+                #expect(manifest.segments.count == created.count)
+            }
+        }
+    }
+
     @Test func uncleanShutdownIsRefused() throws {
         var spec = small("unclean", 7, stageSize: 64 << 10)
         spec.shutdownStatus = 0
