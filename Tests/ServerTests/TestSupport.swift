@@ -215,7 +215,7 @@ final class TestSegments: @unchecked Sendable {
     }
 
     /// The live segments of this test's nsid (the originals or the restored ones), listed without attaching
-    /// them (an attach would look like a running server to a backup of another test).
+    /// them, so that the attach counts seen by jobs stay undisturbed.
     func live() throws -> [LiveSegment] {
         Self.walk().filter { $0.key.instance == Self.instance && $0.key.nsid == nsid }.sorted { $0.key < $1.key }
     }
@@ -264,6 +264,6 @@ final class TestSegments: @unchecked Sendable {
     }
 }
 
-/// Every test that plans or runs jobs on instance 14 runs one at a time: planning reads the names of all the
-/// instance's base and data segments through brief attaches, which a concurrent backup would take for a server.
+/// Every test that plans or runs jobs on instance 14 runs one at a time: their segments are hundreds of MiB
+/// and the machine has two cores shared with the other suites.
 @Suite(.serialized) struct ShmTests {}

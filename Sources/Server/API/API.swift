@@ -287,14 +287,6 @@ struct API: Sendable {
             }
             instance = n
         }
-        // Listing reads each base and data segment's name through a brief attach; a running backup of that
-        // instance checks that nobody else attaches its segments and would fail. So wait for the job.
-        if let busy = jobs.runningJob(instance: instance) {
-            throw APIError(
-                .instanceBusy,
-                "job \(busy.job) is running on instance \(busy.instance); listing its segments would disturb it, "
-                    + "try again when the job has finished", details: ["job": busy.job])
-        }
         let filter = instance
         let result = await Blocking.run { () throws(EngineError) -> [LiveSegment] in
             try SharedMemory.segments(instance: filter)

@@ -436,13 +436,6 @@ final class JobManager: Sendable {
         return record
     }
 
-    /// A queued or running job on `instance` (any instance when nil).
-    func runningJob(instance: Int?) -> (job: String, instance: Int)? {
-        state.withLock { s in
-            s.busy.first { instance == nil || $0.key == instance }.map { (job: $0.value, instance: $0.key) }
-        }
-    }
-
     /// The job using a backup (reading or writing it), if any.
     func user(ofBackup id: String) -> String? {
         state.withLock { $0.backupsInUse[id] }
