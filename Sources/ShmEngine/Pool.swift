@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Glibc
 import Synchronization
 
@@ -30,26 +31,38 @@ final class WorkPool: Sendable {
     }
 
     /// Each worker thread calls `makeWorker` once, then the returned closure for each item it takes.
+    ///
+    /// The calling thread is one of the workers; the others are threads of their own. Not Dispatch's global
+    /// queues: callers block on those (the CLI, the service's job runner), and on Linux that pool grows past
+    /// the core count only after a blocked thread has waited about a second, so a job would run on one core.
     func run(
         threads: Int,
         makeWorker: @escaping @Sendable () throws(EngineError) -> (Int) throws(EngineError) -> Void
     ) throws(EngineError) {
         let count = min(Self.threadCount(threads), max(items, 1))
         let group = DispatchGroup()
-        for _ in 0..<count {
-            DispatchQueue.global().async(group: group) { [self] in
-                do throws(EngineError) {
-                    let work = try makeWorker()
-                    while !shouldStop {
-                        let item = next.add(1, ordering: .relaxed).oldValue
-                        guard item < items else { break }
-                        try work(item)
-                    }
-                } catch {
-                    fail(error)
+        let worker: @Sendable () -> Void = { [self] in
+            do throws(EngineError) {
+                let work = try makeWorker()
+                while !shouldStop {
+                    let item = next.add(1, ordering: .relaxed).oldValue
+                    guard item < items else { break }
+                    try work(item)
                 }
+            } catch {
+                fail(error)
             }
         }
+        for _ in 1..<count {
+            group.enter()
+            let thread = Thread {
+                worker()
+                group.leave()
+            }
+            thread.name = "asmtd-worker"
+            thread.start()
+        }
+        worker()
         group.wait()
         if let error = firstError.withLock({ $0 }) { throw error }
         if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
