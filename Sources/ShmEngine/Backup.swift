@@ -168,7 +168,12 @@ enum BackupRunner {
     static func copy(
         _ files: [BackupFileState], request: BackupRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError) {
-        let copyItems = files.flatMap { file in (0..<file.chunkCount).map { (file, $0, false) } }
+        // A compressed file is deflated chunk by chunk on every worker (CPU-bound). A plain file is one item, its
+        // chunks written in order by one worker: workers writing into the same file contend on its inode and
+        // scatter its writeback (scripts/bench-engine: ~400 MB/s this way, against ~650-950 for one writer per file).
+        let copyItems = files.flatMap { file in
+            file.segment.compressed ? (0..<file.chunkCount).map { (file, $0, false) } : [(file, -1, false)]
+        }
         let verifyItems = request.verify ? files.flatMap { file in (0..<file.chunkCount).map { (file, $0, true) } } : []
         let items = copyItems + verifyItems
         let pool = WorkPool(items: items.count, cancellation: cancellation)
@@ -184,9 +189,14 @@ enum BackupRunner {
                 let (file, chunk, verifying) = items[item]
                 if verifying {
                     try worker.verify(file, chunk: chunk, pool: pool)
-                } else if try worker.copy(file, chunk: chunk, pool: pool) {
-                    try finish(file)
-                    syncer.sync(file, pool: pool, progress: progress)
+                    return
+                }
+                for chunk in chunk < 0 ? 0..<file.chunkCount : chunk..<chunk + 1 {
+                    if pool.shouldStop { return }
+                    if try worker.copy(file, chunk: chunk, pool: pool) {
+                        try finish(file)
+                        syncer.sync(file, pool: pool, progress: progress)
+                    }
                 }
             }
         }
