@@ -150,15 +150,23 @@ struct ServerLimitTests {
     @Test func gracefulShutdownLetsInFlightRequestsFinishAndClosesIdleOnes() async throws {
         var configuration = HTTPServerConfiguration()
         configuration.port = 0
-        let server = HTTPServer(configuration: configuration, router: testRouter())
+        // The handler says when it runs, so that shutdown starts while it is in flight however loaded the machine.
+        let handlerStarted = HandlerStarted()
+        var router = testRouter()
+        router.add("GET", "/in-flight") { _ in
+            handlerStarted.value.store(true, ordering: .releasing)
+            try? await Task.sleep(for: .milliseconds(1500))
+            return HTTPResponse(status: 200, body: Array("slow".utf8))
+        }
+        let server = HTTPServer(configuration: configuration, router: router)
         try server.start()
         let port = server.port
         let idle = try RawClient(port: port)
         idle.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
         #expect(idle.readResponse()?.status == 200)
         let busy = try RawClient(port: port)
-        busy.send("GET /slow?ms=800 HTTP/1.1\r\nHost: h\r\n\r\n")
-        try await Task.sleep(for: .milliseconds(200))
+        busy.send("GET /in-flight HTTP/1.1\r\nHost: h\r\n\r\n")
+        try await waitUntil { handlerStarted.value.load(ordering: .acquiring) }
         let clock = ContinuousClock()
         let started = clock.now
         async let response = blocking { busy.readResponse() }
@@ -280,6 +288,10 @@ func openDescriptorCount() -> Int {
 }
 
 /// Polls `condition` until it holds; throws after `timeout`.
+final class HandlerStarted: Sendable {
+    let value = Atomic<Bool>(false)
+}
+
 func waitUntil(timeout: Duration = .seconds(15), _ condition: () -> Bool) async throws {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
