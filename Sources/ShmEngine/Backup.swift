@@ -3,7 +3,7 @@ import Foundation
 import Glibc
 
 /// One file being written by a backup. Mutable fields are guarded by `lock`.
-final class BackupFileState: @unchecked Sendable {
+final class BackupFileState: FileAndSegment, @unchecked Sendable {
     let index: Int
     let segment: PlannedSegment
     let path: String
@@ -104,12 +104,12 @@ enum BackupRunner {
                         mode: file.segment.mode, started: file.started, finished: file.finished)
                 })
             try writeManifest(manifest, directory: directory, temp: &manifestTemp)
-            for file in files { release(file) }
+            for file in files { file.release() }
             return manifest
         } catch {
             for file in files where file.created { progress.set(file.index, .failed) }
             for file in files {
-                release(file)
+                file.release()
                 if file.created { unlink(file.path) }
             }
             if let manifestTemp { unlink(manifestTemp) }
@@ -119,17 +119,6 @@ enum BackupRunner {
                 try? FileIO.fsyncDirectory(directory)
             }
             throw error
-        }
-    }
-
-    static func release(_ file: BackupFileState) {
-        if file.fd >= 0 {
-            close(file.fd)
-            file.fd = -1
-        }
-        if let attachment = file.attachment {
-            SharedMemory.detach(attachment)
-            file.attachment = nil
         }
     }
 

@@ -3,7 +3,7 @@ import Foundation
 import Glibc
 
 /// One segment being filled by a restore. Mutable fields are guarded by `lock`.
-final class RestoreFileState: @unchecked Sendable {
+final class RestoreFileState: FileAndSegment, @unchecked Sendable {
     let index: Int
     let segment: PlannedSegment
     let path: String
@@ -50,27 +50,16 @@ enum RestoreRunner {
                     shmid: file.shmid, key: file.segment.key, uid: file.segment.uid, gid: file.segment.gid,
                     mode: file.segment.mode)
             }
-            for file in files { release(file) }
+            for file in files { file.release() }
         } catch {
             for file in files {
-                release(file)
+                file.release()
                 if file.shmid >= 0 {
                     SharedMemory.remove(shmid: file.shmid)
                     progress.set(file.index, .failed)
                 }
             }
             throw error
-        }
-    }
-
-    static func release(_ file: RestoreFileState) {
-        if file.fd >= 0 {
-            close(file.fd)
-            file.fd = -1
-        }
-        if let attachment = file.attachment {
-            SharedMemory.detach(attachment)
-            file.attachment = nil
         }
     }
 

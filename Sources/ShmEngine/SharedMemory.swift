@@ -16,6 +16,26 @@ struct Attachment: @unchecked Sendable {
     var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: size) }
 }
 
+/// The file and the attached segment of one backup or restore item.
+protocol FileAndSegment: AnyObject {
+    var fd: Int32 { get set }
+    var attachment: Attachment? { get set }
+}
+
+extension FileAndSegment {
+    /// Closes the file and detaches the segment; safe to call more than once.
+    func release() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+        if let attachment {
+            SharedMemory.detach(attachment)
+            self.attachment = nil
+        }
+    }
+}
+
 public enum SharedMemory {
     /// SHM_INFO / SHM_STAT walk; tolerant of segments vanishing during the walk. nil = all instances.
     public static func segments(instance: Int?) throws(EngineError) -> [LiveSegment] {
