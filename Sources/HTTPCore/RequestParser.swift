@@ -204,14 +204,7 @@ struct RequestParser: Sendable {
                     fields.append(try parseField(range))
                 }
             case .fixedBody:
-                let take = min(remaining, buffer.count - start)
-                if take > 0 {
-                    body.append(contentsOf: buffer[start..<(start + take)])
-                    start += take
-                    scan = start
-                    remaining -= take
-                }
-                guard remaining == 0 else { return .needMore }
+                guard takeBody() else { return .needMore }
                 return completeRequest()
             case .chunkSize:
                 switch findLine(limit: limits.maxChunkLineLength) {
@@ -232,14 +225,7 @@ struct RequestParser: Sendable {
                     }
                 }
             case .chunkData:
-                let take = min(remaining, buffer.count - start)
-                if take > 0 {
-                    body.append(contentsOf: buffer[start..<(start + take)])
-                    start += take
-                    scan = start
-                    remaining -= take
-                }
-                guard remaining == 0 else { return .needMore }
+                guard takeBody() else { return .needMore }
                 state = .chunkDataEnd
             case .chunkDataEnd:
                 guard buffer.count - start >= 2 else {
@@ -266,6 +252,18 @@ struct RequestParser: Sendable {
                 }
             }
         }
+    }
+
+    /// Moves up to `remaining` buffered bytes into the body; true once all `remaining` bytes have arrived.
+    private mutating func takeBody() -> Bool {
+        let take = min(remaining, buffer.count - start)
+        if take > 0 {
+            body.append(contentsOf: buffer[start..<(start + take)])
+            start += take
+            scan = start
+            remaining -= take
+        }
+        return remaining == 0
     }
 
     private mutating func completeRequest() -> ParserEvent {
