@@ -11,6 +11,8 @@ final class BackupFileState: FileAndSegment, @unchecked Sendable {
     let chunkCount: Int
     let lock = NSCondition()
     var fd: Int32 = -1
+    var shmid: Int32 = -1
+    var segmentFD: Int32 = -1
     var created = false
     var attachment: Attachment?
     var nextToPlace = 0
@@ -48,17 +50,17 @@ final class BackupFileState: FileAndSegment, @unchecked Sendable {
         chunkRange = Array(repeating: (0, 0), count: chunkCount)
     }
 
-    /// Segment bytes of chunk `chunk`.
+    func chunkLength(_ chunk: Int) -> Int { min(chunkSize, Int(segment.size) - chunk * chunkSize) }
+
+    /// Segment bytes of chunk `chunk` (while the segment is attached).
     func input(_ chunk: Int) -> UnsafeRawBufferPointer {
-        let offset = chunk * chunkSize
-        let length = min(chunkSize, Int(segment.size) - offset)
-        return UnsafeRawBufferPointer(start: attachment!.address + offset, count: length)
+        UnsafeRawBufferPointer(start: attachment!.address + chunk * chunkSize, count: chunkLength(chunk))
     }
 
     func combinedCRC() -> UInt32 {
         var crc: UInt32 = 0
         for chunk in 0..<chunkCount {
-            crc = CRC32.combine(crc, chunkCRC[chunk], secondLength: UInt64(input(chunk).count))
+            crc = CRC32.combine(crc, chunkCRC[chunk], secondLength: UInt64(chunkLength(chunk)))
         }
         return crc
     }
@@ -88,7 +90,7 @@ enum BackupRunner {
                 }
                 createdDirectory = true
             }
-            for file in files { try prepare(file) }
+            for file in files { try prepare(file, access: request.segmentAccess) }
             try copy(files, request: request, progress: progress, cancellation: cancellation)
             try FileIO.fsyncDirectory(directory)
             if createdDirectory { try FileIO.fsyncDirectory(FileIO.parent(of: directory)) }
@@ -123,7 +125,7 @@ enum BackupRunner {
     }
 
     /// Attaches the segment read-only after re-checking it, and creates the file exclusively.
-    static func prepare(_ file: BackupFileState) throws(EngineError) {
+    static func prepare(_ file: BackupFileState, access: SegmentAccess) throws(EngineError) {
         let segment = file.segment
         guard let shmid = SharedMemory.lookup(segment.key), let info = SharedMemory.stat(shmid: shmid) else {
             throw EngineError(.invalidSegments, "segment \(segment.key.hex) disappeared")
@@ -134,8 +136,8 @@ enum BackupRunner {
         guard SharedMemory.settledAttachCount(shmid: shmid, atMost: 0) == 0 else {
             throw EngineError(.serverRunning, "segment \(segment.key.hex) is attached: the server is running")
         }
-        file.attachment = try SharedMemory.attach(
-            shmid: shmid, key: segment.key, size: segment.size, readOnly: true)
+        try file.attach(shmid: shmid, readOnly: true, access: access)
+        file.shmid = shmid
         let fd = open(file.path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let code = errno
@@ -223,9 +225,9 @@ enum BackupRunner {
         guard fchmod(file.fd, mode_t(segment.mode & 0o777)) == 0 else {
             throw EngineError(.io, "cannot set the mode of \(file.path): \(errnoText())")
         }
-        if let attachment = file.attachment,
-            let attached = SharedMemory.settledAttachCount(shmid: attachment.shmid, atMost: 1), attached > 1
-        {
+        // Every chunk is copied: detach, then nobody else may have attached meanwhile.
+        file.detachSegment()
+        if let attached = SharedMemory.settledAttachCount(shmid: file.shmid, atMost: 0), attached > 0 {
             throw EngineError(
                 .serverRunning, "segment \(segment.key.hex) was attached by another process during the backup")
         }
@@ -305,6 +307,7 @@ final class BackupWorker {
     private var output: WorkBuffer?
     private var input: WorkBuffer?
     private var check: WorkBuffer?
+    private var staging: WorkBuffer?
 
     init(progress: JobProgress, verifying: Bool) {
         self.progress = progress
@@ -321,9 +324,20 @@ final class BackupWorker {
             file.started = rfc3339()
             file.lock.unlock()
         }
-        let data = file.input(chunk)
-        let crc = CRC32.update(0, data)
+        var data = file.input(chunk)
         if segment.compressed {
+            if file.segmentFD >= 0 {
+                // Read through the segment's file (see SegmentIO): no page faults on the mapping.
+                if staging == nil { staging = WorkBuffer(count: chunkSize) }
+                let target = UnsafeMutableRawBufferPointer(start: staging!.pointer, count: data.count)
+                let got = try FileIO.readFull(
+                    file.segmentFD, target, at: UInt64(chunk * chunkSize), file: "segment \(segment.key.hex)")
+                guard got == data.count else {
+                    throw EngineError(.system, "segment \(segment.key.hex) is shorter than planned")
+                }
+                data = UnsafeRawBufferPointer(target)
+            }
+            let crc = CRC32.update(0, data)
             if deflater == nil { deflater = try Codec.makeDeflater() }
             if output == nil { output = WorkBuffer(count: Codec.deflateBound(chunkSize)) }
             let last = chunk == file.chunkCount - 1
@@ -348,7 +362,10 @@ final class BackupWorker {
             try FileIO.writeAll(
                 file.fd, UnsafeRawBufferPointer(start: output!.pointer, count: length), at: offset, file: file.path)
         } else {
-            try FileIO.writeAll(file.fd, data, at: UInt64(chunk * chunkSize), file: file.path)
+            if input == nil { input = WorkBuffer(count: Codec.deflateBound(chunkSize)) }
+            let offset = chunk * chunkSize
+            let crc = try file.segmentIO.write(
+                offset, count: data.count, to: file.fd, at: UInt64(offset), path: file.path, buffer: input!)
             file.lock.lock()
             file.chunkCRC[chunk] = crc
             file.lock.unlock()
@@ -370,7 +387,7 @@ final class BackupWorker {
         guard ready else { return }
         let segment = file.segment
         let chunkSize = file.chunkSize
-        let length = file.input(chunk).count
+        let length = file.chunkLength(chunk)
         if input == nil { input = WorkBuffer(count: Codec.deflateBound(chunkSize)) }
         let buffer = input!
         let crc: UInt32
@@ -394,11 +411,19 @@ final class BackupWorker {
             }
             crc = CRC32.update(0, UnsafeRawBufferPointer(start: check!.pointer, count: length))
         } else {
-            let got = try FileIO.readFull(
-                file.fd, UnsafeMutableRawBufferPointer(start: buffer.pointer, count: length),
-                at: UInt64(chunk * chunkSize), file: file.path)
-            guard got == length else { throw EngineError(.verifyFailed, "\(file.path) is shorter than written") }
-            crc = CRC32.update(0, UnsafeRawBufferPointer(start: buffer.pointer, count: length))
+            // Read back in pieces, each checksummed while still in cache.
+            var value: UInt32 = 0
+            var done = 0
+            while done < length {
+                let count = min(FileIO.maxWrite, length - done)
+                let got = try FileIO.readFull(
+                    file.fd, UnsafeMutableRawBufferPointer(start: buffer.pointer, count: count),
+                    at: UInt64(chunk * chunkSize + done), file: file.path)
+                guard got == count else { throw EngineError(.verifyFailed, "\(file.path) is shorter than written") }
+                value = CRC32.update(value, UnsafeRawBufferPointer(start: buffer.pointer, count: count))
+                done += count
+            }
+            crc = value
         }
         guard crc == file.chunkCRC[chunk] else {
             throw EngineError(

@@ -13,6 +13,7 @@ final class RestoreFileState: FileAndSegment, @unchecked Sendable {
     var fd: Int32 = -1
     var shmid: Int32 = -1
     var attachment: Attachment?
+    var segmentFD: Int32 = -1
     var remaining: Int
     var chunkCRC: [UInt32]
 
@@ -42,7 +43,7 @@ enum RestoreRunner {
         }
         do throws(EngineError) {
             if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
-            for file in files { try prepare(file) }
+            for file in files { try prepare(file, access: request.segmentAccess) }
             try fill(files, request: request, progress: progress, cancellation: cancellation)
             if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
             for file in files {
@@ -63,7 +64,7 @@ enum RestoreRunner {
         }
     }
 
-    static func prepare(_ file: RestoreFileState) throws(EngineError) {
+    static func prepare(_ file: RestoreFileState, access: SegmentAccess) throws(EngineError) {
         let segment = file.segment
         let fd = open(file.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw EngineError(.invalidBackup, "cannot open \(file.path): \(errnoText())") }
@@ -73,8 +74,7 @@ enum RestoreRunner {
             throw EngineError(.invalidBackup, "\(file.path) changed since planning")
         }
         file.shmid = try SharedMemory.create(segment.key, size: segment.size)
-        file.attachment = try SharedMemory.attach(
-            shmid: file.shmid, key: segment.key, size: segment.size, readOnly: false)
+        try file.attach(shmid: file.shmid, readOnly: false, access: access)
     }
 
     static func fill(
@@ -90,6 +90,7 @@ enum RestoreRunner {
         try pool.run(threads: request.threads) { () throws(EngineError) in
             var inflater: (any StreamInflater)?
             var input: WorkBuffer?
+            var output: WorkBuffer?
             return { (item: Int) throws(EngineError) in
                 let (file, chunk) = items[item]
                 if chunk == 0 { progress.set(file.index, .running) }
@@ -98,22 +99,24 @@ enum RestoreRunner {
                         inflater = try Codec.makeInflater()
                         input = WorkBuffer(count: inputSize)
                     }
+                    if file.segmentFD >= 0 && output == nil { output = WorkBuffer(count: FileIO.maxWrite) }
                     if try inflate(
-                        file, inflater: inflater!, input: input!, verify: verify, pool: pool, progress: progress)
+                        file, inflater: inflater!, input: input!, output: output, verify: verify, pool: pool,
+                        progress: progress)
                     {
+                        file.detachSegment()
                         progress.set(file.index, .done)
                     }
                     return
                 }
                 let offset = chunk * chunkSize
                 let length = min(chunkSize, Int(file.segment.size) - offset)
-                let target = UnsafeMutableRawBufferPointer(start: file.attachment!.address + offset, count: length)
-                // No prefault here: pread faults the pages in faster than MADV_POPULATE_WRITE plus a copy.
-                let got = try FileIO.readFull(file.fd, target, at: UInt64(offset), file: file.path)
-                guard got == length else { throw EngineError(.invalidBackup, "\(file.path) is shorter than planned") }
+                if input == nil { input = WorkBuffer(count: inputSize) }
                 // A plain file has nothing to check its CRC against except the manifest.
                 let check = verify && file.segment.crc32 != nil
-                let crc = check ? CRC32.update(0, UnsafeRawBufferPointer(target)) : 0
+                let crc = try file.segmentIO.read(
+                    offset, count: length, from: file.fd, at: UInt64(offset), path: file.path, buffer: input!,
+                    checksum: check)
                 progress.add(bytes: UInt64(length))
                 file.lock.lock()
                 file.chunkCRC[chunk] = crc
@@ -133,15 +136,19 @@ enum RestoreRunner {
                                 + "the manifest records \(hex32(expected)) for \(file.path)")
                     }
                 }
-                if done { progress.set(file.index, .done) }
+                if done {
+                    file.detachSegment()
+                    progress.set(file.index, .done)
+                }
             }
         }
     }
 
-    /// Inflates one `.dat.gz` file straight into its segment; checks header, stream end, size, CRC.
+    /// Inflates one `.dat.gz` file into its segment; checks header, stream end, size, CRC. With the segment's
+    /// file open, the data goes through `output` and pwrite (see `SegmentIO`), else straight into the mapping.
     static func inflate(
-        _ file: RestoreFileState, inflater: any StreamInflater, input: WorkBuffer, verify: Bool, pool: WorkPool,
-        progress: JobProgress
+        _ file: RestoreFileState, inflater: any StreamInflater, input: WorkBuffer, output: WorkBuffer?, verify: Bool,
+        pool: WorkPool, progress: JobProgress
     ) throws(EngineError) -> Bool {
         let segment = file.segment
         let path = file.path
@@ -192,7 +199,14 @@ enum RestoreRunner {
             }
             let available = UnsafeRawBufferPointer(start: input.pointer + start, count: buffered - start)
             let result: InflateStep
-            if produced < size {
+            if produced < size, let output, file.segmentFD >= 0 {
+                let target = UnsafeMutableRawBufferPointer(
+                    start: output.pointer, count: min(output.count, size - produced))
+                result = try inflater.inflate(available, into: target)
+                let bytes = UnsafeRawBufferPointer(start: output.pointer, count: result.produced)
+                try FileIO.writeAll(file.segmentFD, bytes, at: UInt64(produced), file: "segment \(segment.key.hex)")
+                crc = CRC32.update(crc, bytes)
+            } else if produced < size {
                 let length = min(window, size - produced)
                 if produced + length > prefaulted {
                     let end = min(size, max(prefaulted, produced) + window * 2)

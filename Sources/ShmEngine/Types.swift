@@ -39,6 +39,8 @@ public struct BackupRequest: Sendable {
     public var verify: Bool
     /// 0 = one per core.
     public var threads: Int
+    /// Tests set `.mapping` to exercise the path used where the segment's file cannot be opened.
+    var segmentAccess = SegmentAccess.automatic
 
     public init(
         instance: Int, namespaces: [String], directory: String, compress: Bool = false, verify: Bool = true,
@@ -59,6 +61,8 @@ public struct RestoreRequest: Sendable {
     public var directory: String
     public var verify: Bool
     public var threads: Int
+    /// Tests set `.mapping` to exercise the path used where the segment's file cannot be opened.
+    var segmentAccess = SegmentAccess.automatic
 
     public init(instance: Int, namespaces: [String], directory: String, verify: Bool = true, threads: Int = 0) {
         self.instance = instance

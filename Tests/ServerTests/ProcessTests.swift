@@ -137,13 +137,15 @@ extension ShmTests {
         }
 
         @Test func aBackupKilledMidwayIsInterruptedAndLeavesNoDirectory() async throws {
-            let segments = try await TestSegments.make(nsid: 5, name: "srv-kill-backup", stages: 8, stageSize: 32 << 20)
+            // One thread and 512 MiB: the job runs for a few hundred ms, long enough to be caught running.
+            let segments = try await TestSegments.make(nsid: 5, name: "srv-kill-backup", stages: 8, stageSize: 64 << 20)
             defer { segments.cleanUp() }
             let directory = try TemporaryDirectory()
             let config = try writeConfig(directory, namespace: "srv-kill-backup")
             let first = try AsmtdProcess(["-c", config])
             let port = try await first.waitForPort()
-            let submitted = try await request(port: port, "POST", "/v1/backup", body: #"{"instance":14}"#)
+            let submitted = try await request(
+                port: port, "POST", "/v1/backup", body: #"{"instance":14,"threads":1}"#)
             let id = try #require(submitted.json["id"] as? String, "\(submitted.text)")
             let busy = try await waitUntilBusy(port: port, id)
             #expect(busy["state"] as? String == "running", "the backup must still run when it is killed: \(busy)")
@@ -166,8 +168,9 @@ extension ShmTests {
         }
 
         @Test func aRestoreKilledMidwayLeavesNoSegments() async throws {
+            // One thread and 512 MiB: the restore runs for a few hundred ms, long enough to be caught running.
             let segments = try await TestSegments.make(
-                nsid: 6, name: "srv-kill-restore", stages: 8, stageSize: 32 << 20)
+                nsid: 6, name: "srv-kill-restore", stages: 8, stageSize: 64 << 20)
             defer { segments.cleanUp() }
             let directory = try TemporaryDirectory()
             let config = try writeConfig(directory, namespace: "srv-kill-restore")
@@ -183,7 +186,7 @@ extension ShmTests {
             #expect(state == "success")
             segments.removeOriginals()
 
-            let restore = try await request(port: port, "POST", "/v1/restore", body: #"{"instance":14}"#)
+            let restore = try await request(port: port, "POST", "/v1/restore", body: #"{"instance":14,"threads":1}"#)
             let id = try #require(restore.json["id"] as? String, "\(restore.text)")
             // Kill it once it has created segments, while it still runs.
             var running = false

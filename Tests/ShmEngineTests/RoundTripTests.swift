@@ -5,14 +5,17 @@ import Testing
 @testable import ShmEngine
 
 /// Backs up `spec` on `instance`, removes the originals, restores, and checks bytes, owner and mode.
-private func roundTrip(instance: Int, spec: SyntheticNamespace, compress: Bool, threads: Int = 0) throws {
+private func roundTrip(
+    instance: Int, spec: SyntheticNamespace, compress: Bool, threads: Int = 0, access: SegmentAccess = .automatic
+) throws {
     try Fixture.withTemporaryDirectory { temp in
         let directory = temp + "/backup"
         var created = try SyntheticSegments.create(instance: instance, namespace: spec)
         defer { SyntheticSegments.remove(created) }
         let before = Fixture.snapshot(created)
-        let request = BackupRequest(
+        var request = BackupRequest(
             instance: instance, namespaces: [spec.name], directory: directory, compress: compress, threads: threads)
+        request.segmentAccess = access
         let plan = try Engine.planBackup(request)
         #expect(plan.segments.count == created.count)
         let progress = JobProgress()
@@ -36,8 +39,9 @@ private func roundTrip(instance: Int, spec: SyntheticNamespace, compress: Bool, 
         SyntheticSegments.remove(created)
         created = []
 
-        let restoreRequest = RestoreRequest(
+        var restoreRequest = RestoreRequest(
             instance: instance, namespaces: [spec.name], directory: directory, threads: threads)
+        restoreRequest.segmentAccess = access
         let restorePlan = try Engine.planRestore(restoreRequest)
         defer { Fixture.removeRestored(keys) }
         let restoreProgress = JobProgress()
@@ -61,6 +65,40 @@ private func roundTrip(instance: Int, spec: SyntheticNamespace, compress: Bool, 
             name: "rt-plain", nsid: 1, primaryStages: 3, stageSize: (1 << 20) + 12_345, secondaryStages: 2,
             dataStages: 3, uid: 1234, gid: 2345, mode: 0o640, seed: 11)
         try roundTrip(instance: 13, spec: spec, compress: false)
+    }
+
+    /// Where the segment's shmem file cannot be opened (not root), the bytes go through the mapping.
+    @Test func plainRoundTripThroughTheMapping() throws {
+        let spec = SyntheticNamespace(
+            name: "rt-map", nsid: 6, primaryStages: 2, stageSize: (2 << 20) + 777, secondaryStages: 1,
+            dataStages: 1, uid: 1234, gid: 2345, mode: 0o640, seed: 16)
+        try roundTrip(instance: 13, spec: spec, compress: false, threads: 2, access: .mapping)
+    }
+
+    /// The fast path: a segment's shmem file opens (as root) and holds exactly the mapped bytes, also when
+    /// the size is not a whole number of pages; bytes written into it show in the mapping.
+    @Test func segmentFileHoldsTheMappedBytes() throws {
+        let spec = SyntheticNamespace(
+            name: "rt-file", nsid: 7, primaryStages: 1, stageSize: (1 << 20) + 4_099, secondaryStages: 0,
+            dataStages: 0, uid: 1234, gid: 2345, mode: 0o640, seed: 17)
+        try Fixture.withSegments(instance: 13, spec) { created in
+            let stage = try #require(created.first { $0.key.kind == .primaryStage })
+            let shmid = try #require(SharedMemory.lookup(stage.key))
+            let attachment = try SharedMemory.attach(shmid: shmid, key: stage.key, size: stage.size, readOnly: false)
+            defer { SharedMemory.detach(attachment) }
+            let fd = try #require(
+                SharedMemory.openFile(attachment, writable: true), "as root, /proc/self/map_files must open")
+            defer { close(fd) }
+            var bytes = [UInt8](repeating: 0, count: Int(stage.size) + 10)
+            let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+            #expect(got == Int(stage.size))
+            #expect(Array(bytes.prefix(Int(stage.size))) == Array(UnsafeRawBufferPointer(attachment.bytes)))
+            let marker: [UInt8] = [0xA5, 0x5A, 0x00, 0xFF]
+            // Across a page boundary (the segment's tail holds the fixture's marker: left alone).
+            let put = marker.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 4094) }
+            #expect(put == 4)
+            #expect(Array(UnsafeRawBufferPointer(attachment.bytes)[4094..<4098]) == marker)
+        }
     }
 
     @Test func compressedRoundTripIsByteIdentical() throws {

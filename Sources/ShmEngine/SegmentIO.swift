@@ -1,0 +1,74 @@
+import Glibc
+
+/// How plain backup and restore move a segment's bytes.
+enum SegmentAccess: Sendable {
+    /// Through the segment's own shmem file when the kernel gives it (see `SharedMemory.openFile`), else `mapping`.
+    case automatic
+    /// Through the attached mapping only.
+    case mapping
+}
+
+/// Copies between a segment and a file in pieces of `FileIO.maxWrite` bytes, computing the CRC-32 of each piece
+/// while it is still in cache.
+///
+/// With the segment's shmem file open (`segmentFD >= 0`), each piece goes through a reused buffer of the worker:
+/// pread from one side, pwrite to the other. The process then never faults the segment's pages into its own page
+/// tables (nor tears them down at detach), a write into the page cache never stops short on a source page not yet
+/// mapped, and a restore's pwrite fills new shmem pages without zeroing them first. scripts/bench-engine's
+/// plain backup and restore get about 1.3 to 2 times faster this way than through the mapping on Linux 6.x.
+/// Without it, the same pieces are copied from or to the mapping.
+struct SegmentIO {
+    let segmentFD: Int32
+    let mapping: UnsafeMutableRawPointer
+    let key: SegmentKey
+
+    /// Segment bytes `offset..<offset + count` to `fd` at `fileOffset`; returns their CRC-32.
+    func write(
+        _ offset: Int, count: Int, to fd: Int32, at fileOffset: UInt64, path: String, buffer: WorkBuffer
+    ) throws(EngineError) -> UInt32 {
+        var crc: UInt32 = 0
+        var done = 0
+        while done < count {
+            let length = min(FileIO.maxWrite, count - done, buffer.count)
+            let piece: UnsafeRawBufferPointer
+            if segmentFD >= 0 {
+                piece = UnsafeRawBufferPointer(start: buffer.pointer, count: length)
+                let got = try FileIO.readFull(
+                    segmentFD, UnsafeMutableRawBufferPointer(start: buffer.pointer, count: length),
+                    at: UInt64(offset + done), file: "segment \(key.hex)")
+                guard got == length else { throw EngineError(.system, "segment \(key.hex) is shorter than planned") }
+            } else {
+                piece = UnsafeRawBufferPointer(start: mapping + offset + done, count: length)
+            }
+            try FileIO.writeAll(fd, piece, at: fileOffset + UInt64(done), file: path)
+            crc = CRC32.update(crc, piece)
+            done += length
+        }
+        return crc
+    }
+
+    /// `count` bytes of `fd` at `fileOffset` into segment bytes `offset...`; returns their CRC-32 when `checksum`.
+    func read(
+        _ offset: Int, count: Int, from fd: Int32, at fileOffset: UInt64, path: String, buffer: WorkBuffer,
+        checksum: Bool
+    ) throws(EngineError) -> UInt32 {
+        var crc: UInt32 = 0
+        var done = 0
+        while done < count {
+            let length = min(FileIO.maxWrite, count - done, buffer.count)
+            let target =
+                segmentFD >= 0
+                ? UnsafeMutableRawBufferPointer(start: buffer.pointer, count: length)
+                : UnsafeMutableRawBufferPointer(start: mapping + offset + done, count: length)
+            let got = try FileIO.readFull(fd, target, at: fileOffset + UInt64(done), file: path)
+            guard got == length else { throw EngineError(.invalidBackup, "\(path) is shorter than planned") }
+            if segmentFD >= 0 {
+                try FileIO.writeAll(
+                    segmentFD, UnsafeRawBufferPointer(target), at: UInt64(offset + done), file: "segment \(key.hex)")
+            }
+            if checksum { crc = CRC32.update(crc, UnsafeRawBufferPointer(target)) }
+            done += length
+        }
+        return crc
+    }
+}
