@@ -152,10 +152,14 @@ public enum SharedMemory {
 
     static func detach(_ attachment: Attachment) { _ = cisal_shm_detach(attachment.address) }
 
+    /// `ASMTD_NO_SHM_FILE=1` in the environment: never open a segment's shmem file, always use the mapping.
+    static let mappingOnly = getenv("ASMTD_NO_SHM_FILE").map { String(cString: $0) == "1" } ?? false
+
     /// Opens the shmem file behind an attached segment through /proc/self/map_files, so that its bytes can move
     /// with pread and pwrite (see `SegmentIO`). Needs CAP_SYS_ADMIN, as root has; nil when the kernel refuses or
     /// the file is not the segment's size, and the caller uses the mapping instead.
     static func openFile(_ attachment: Attachment, writable: Bool) -> Int32? {
+        if mappingOnly { return nil }
         let page = max(4096, Int(sysconf(Int32(_SC_PAGESIZE))))
         let start = UInt(bitPattern: attachment.address)
         let end = start + UInt((attachment.size + page - 1) / page * page)
