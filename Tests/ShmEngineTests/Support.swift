@@ -17,6 +17,16 @@ enum Fixture {
         return try body(created)
     }
 
+    /// CAP_SYS_ADMIN (bit 21) or CAP_CHECKPOINT_RESTORE (bit 40) in this process's effective set: what opening
+    /// /proc/self/map_files needs.
+    static var hasSysAdminCapability: Bool {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+            let bits = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+        else { return false }
+        return bits & (1 << 21 | 1 << 40) != 0
+    }
+
     /// A fresh temporary directory, removed with everything in it afterwards.
     static func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
         var template = Array("/tmp/asmtd-engine-test-XXXXXX".utf8CString)
