@@ -57,13 +57,7 @@ final class BackupFileState: FileAndSegment, @unchecked Sendable {
         UnsafeRawBufferPointer(start: attachment!.address + chunk * chunkSize, count: chunkLength(chunk))
     }
 
-    func combinedCRC() -> UInt32 {
-        var crc: UInt32 = 0
-        for chunk in 0..<chunkCount {
-            crc = CRC32.combine(crc, chunkCRC[chunk], secondLength: UInt64(chunkLength(chunk)))
-        }
-        return crc
-    }
+    func combinedCRC() -> UInt32 { CRC32.combine(chunkCRC, chunkSize: chunkSize, totalLength: segment.size) }
 }
 
 enum BackupRunner {
@@ -103,7 +97,11 @@ enum BackupRunner {
                         key: file.segment.key, kind: file.segment.kind, namespace: file.segment.namespace,
                         file: file.segment.file, size: file.segment.size, compressed: file.segment.compressed,
                         fileSize: file.fileSize, crc32: file.crc, uid: file.segment.uid, gid: file.segment.gid,
-                        mode: file.segment.mode, started: file.started, finished: file.finished)
+                        mode: file.segment.mode, started: file.started, finished: file.finished,
+                        chunks: file.segment.compressed
+                            ? DeflateChunks(
+                                size: file.chunkSize, lengths: file.chunkRange.map(\.length), crc32: file.chunkCRC)
+                            : nil)
                 })
             try writeManifest(manifest, directory: directory, temp: &manifestTemp)
             for file in files { file.release() }

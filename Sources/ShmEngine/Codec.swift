@@ -74,6 +74,15 @@ enum CRC32 {
         bytes.withUnsafeBytes { update(0, $0) }
     }
 
+    /// CRC of consecutive chunks of `chunkSize` bytes (the last one shorter) that make `totalLength` bytes.
+    static func combine(_ chunks: [UInt32], chunkSize: Int, totalLength: UInt64) -> UInt32 {
+        var crc: UInt32 = 0
+        for (index, chunk) in chunks.enumerated() {
+            crc = combine(crc, chunk, secondLength: min(UInt64(chunkSize), totalLength - UInt64(index * chunkSize)))
+        }
+        return crc
+    }
+
     /// CRC of A followed by B, from crc(A), crc(B) and the length of B.
     static func combine(_ first: UInt32, _ second: UInt32, secondLength: UInt64) -> UInt32 {
         UInt32(truncatingIfNeeded: crc32_combine(UInt(first), UInt(second), Int(secondLength)))

@@ -373,6 +373,13 @@ enum RestorePlanner {
                         + "file size \(segment.fileSize ?? 0); recorded \(entry.size), \(entry.fileSize))")
             }
             segments[index].crc32 = entry.crc32
+            if let chunks = entry.chunks {
+                guard segment.compressed, chunks.fits(size: segment.size, fileSize: entry.fileSize) else {
+                    throw EngineError(
+                        .invalidBackup, "the chunk index of \(segment.file) in the manifest of \(dir) is not valid")
+                }
+                segments[index].chunks = chunks
+            }
         }
         for entry in recorded where !segments.contains(where: { $0.key == entry.key }) {
             throw EngineError(.invalidBackup, "file \(entry.file) listed in the manifest is missing from \(dir)")

@@ -9,6 +9,8 @@ final class RestoreFileState: FileAndSegment, @unchecked Sendable {
     let path: String
     let chunkSize: Int
     let chunkCount: Int
+    /// Compressed files with a chunk index: the file offset of each chunk's deflate data.
+    let chunkOffsets: [UInt64]
     let lock = NSLock()
     var fd: Int32 = -1
     var shmid: Int32 = -1
@@ -16,17 +18,30 @@ final class RestoreFileState: FileAndSegment, @unchecked Sendable {
     var segmentFD: Int32 = -1
     var remaining: Int
     var chunkCRC: [UInt32]
+    /// Compressed files with a chunk index: the CRC-32 in the ASMT header and the gzip trailer, read at prepare.
+    var headerCRC: UInt32 = 0
+    var trailer: [UInt8] = []
 
     init(index: Int, segment: PlannedSegment, directory: String, chunkSize: Int) {
         self.index = index
         self.segment = segment
         path = directory + "/" + segment.file
-        self.chunkSize = chunkSize
-        // A compressed file is one sequential item.
-        chunkCount = segment.compressed ? 1 : Int((segment.size + UInt64(chunkSize) - 1) / UInt64(chunkSize))
+        if let chunks = segment.chunks {
+            self.chunkSize = chunks.size
+            chunkCount = chunks.lengths.count
+            chunkOffsets = chunks.offsets
+        } else {
+            self.chunkSize = chunkSize
+            // A compressed file without a chunk index (asmt wrote it) is one sequential item.
+            chunkCount = segment.compressed ? 1 : Int((segment.size + UInt64(chunkSize) - 1) / UInt64(chunkSize))
+            chunkOffsets = []
+        }
         remaining = chunkCount
         chunkCRC = Array(repeating: 0, count: chunkCount)
     }
+
+    /// One item that inflates the whole file in order (no chunk index).
+    var sequential: Bool { segment.compressed && segment.chunks == nil }
 }
 
 enum RestoreRunner {
@@ -73,6 +88,18 @@ enum RestoreRunner {
         guard fstat(fd, &st) == 0, let expected = segment.fileSize, UInt64(st.st_size) == expected else {
             throw EngineError(.invalidBackup, "\(file.path) changed since planning")
         }
+        if segment.compressed && !file.sequential {
+            // The chunk index assumes the headers asmtd writes; the trailer is checked once all chunks are in.
+            let head = try FileIO.read(fd, count: DeflateChunks.dataStart, at: 0, file: file.path)
+            guard case .success(let header) = ASMTHeader.decode(Array(head.prefix(ASMTHeader.size))),
+                header.segmentSize == segment.size, Array(head.dropFirst(ASMTHeader.size)) == GzipFraming.header
+            else {
+                throw EngineError(.invalidBackup, "\(file.path): the headers do not match the manifest's chunk index")
+            }
+            file.headerCRC = header.crc32
+            file.trailer = try FileIO.read(
+                fd, count: GzipFraming.trailerSize, at: expected - UInt64(GzipFraming.trailerSize), file: file.path)
+        }
         file.shmid = try SharedMemory.create(segment.key, size: segment.size)
         try file.attach(shmid: file.shmid, readOnly: false, access: access)
     }
@@ -80,66 +107,38 @@ enum RestoreRunner {
     static func fill(
         _ files: [RestoreFileState], request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError) {
-        // Sequential compressed files first (largest first), then the chunks of plain files.
-        let compressed = files.filter(\.segment.compressed).sorted { $0.segment.size > $1.segment.size }
-        let plain = files.filter { !$0.segment.compressed }
-        let lists = plain.map { file in (0..<file.chunkCount).map { (file, $0) } }
-        let items = compressed.map { ($0, 0) } + interleaved(lists)
+        // Sequential compressed files first (largest first), then the chunks of the others, round-robin.
+        let sequential = files.filter(\.sequential).sorted { $0.segment.size > $1.segment.size }
+        let lists = files.filter { !$0.sequential }.map { file in (0..<file.chunkCount).map { (file, $0) } }
+        let items = sequential.map { ($0, 0) } + interleaved(lists)
         let pool = WorkPool(items: items.count, cancellation: cancellation)
         let verify = request.verify
         try pool.run(threads: request.threads) { () throws(EngineError) in
-            var inflater: (any StreamInflater)?
-            var input: WorkBuffer?
-            var output: WorkBuffer?
+            let worker = RestoreWorker(verify: verify, pool: pool, progress: progress)
             return { (item: Int) throws(EngineError) in
                 let (file, chunk) = items[item]
-                if chunk == 0 { progress.set(file.index, .running) }
-                if file.segment.compressed {
-                    if inflater == nil {
-                        inflater = try Codec.makeInflater()
-                        input = WorkBuffer(count: inputSize)
-                    }
-                    if file.segmentFD >= 0 && output == nil { output = WorkBuffer(count: FileIO.maxWrite) }
-                    if try inflate(
-                        file, inflater: inflater!, input: input!, output: output, verify: verify, pool: pool,
-                        progress: progress)
-                    {
-                        file.detachSegment()
-                        progress.set(file.index, .done)
-                    }
-                    return
-                }
-                let offset = chunk * chunkSize
-                let length = min(chunkSize, Int(file.segment.size) - offset)
-                if input == nil { input = WorkBuffer(count: inputSize) }
-                // A plain file has nothing to check its CRC against except the manifest.
-                let check = verify && file.segment.crc32 != nil
-                let crc = try file.segmentIO.read(
-                    offset, count: length, from: file.fd, at: UInt64(offset), path: file.path, buffer: input!,
-                    checksum: check)
-                progress.add(bytes: UInt64(length))
-                file.lock.lock()
-                file.chunkCRC[chunk] = crc
-                file.remaining -= 1
-                let done = file.remaining == 0
-                file.lock.unlock()
-                if done && check {
-                    var total: UInt32 = 0
-                    for index in 0..<file.chunkCount {
-                        let size = min(UInt64(chunkSize), file.segment.size - UInt64(index * chunkSize))
-                        total = CRC32.combine(total, file.chunkCRC[index], secondLength: size)
-                    }
-                    if verify, let expected = file.segment.crc32, expected != total {
-                        throw EngineError(
-                            .verifyFailed,
-                            "CRC-32 of segment \(file.segment.key.hex) is \(hex32(total)), "
-                                + "the manifest records \(hex32(expected)) for \(file.path)")
-                    }
-                }
-                if done {
-                    file.detachSegment()
-                    progress.set(file.index, .done)
-                }
+                try worker.restore(file, chunk: chunk)
+            }
+        }
+    }
+
+    /// The whole file's CRC-32 against the gzip trailer (always), the ASMT header and the manifest (with verify).
+    static func checkCRC(
+        _ file: RestoreFileState, crc: UInt32, headerCRC: UInt32, trailer: [UInt8], verify: Bool
+    ) throws(EngineError) {
+        let path = file.path
+        guard trailer == GzipFraming.trailer(crc32: crc, size: file.segment.size) else {
+            throw EngineError(
+                .verifyFailed, "\(path): gzip trailer does not match the inflated data (CRC-32 \(hex32(crc)))")
+        }
+        if verify {
+            if headerCRC != crc {
+                throw EngineError(
+                    .verifyFailed, "\(path): header CRC-32 \(hex32(headerCRC)) differs from the data \(hex32(crc))")
+            }
+            if let expected = file.segment.crc32, expected != crc {
+                throw EngineError(
+                    .verifyFailed, "\(path): CRC-32 \(hex32(crc)) differs from the manifest \(hex32(expected))")
             }
         }
     }
@@ -259,21 +258,150 @@ enum RestoreRunner {
         guard end == fileSize else {
             throw EngineError(.invalidBackup, "\(path) has \(fileSize - end) bytes after the gzip member")
         }
-        guard trailer == GzipFraming.trailer(crc32: crc, size: segment.size) else {
-            throw EngineError(
-                .verifyFailed, "\(path): gzip trailer does not match the inflated data (CRC-32 \(hex32(crc)))")
-        }
-        if verify {
-            if header.crc32 != crc {
-                throw EngineError(
-                    .verifyFailed, "\(path): header CRC-32 \(hex32(header.crc32)) differs from the data \(hex32(crc))")
-            }
-            if let expected = segment.crc32, expected != crc {
-                throw EngineError(
-                    .verifyFailed, "\(path): CRC-32 \(hex32(crc)) differs from the manifest \(hex32(expected))")
-            }
-        }
+        try checkCRC(file, crc: crc, headerCRC: header.crc32, trailer: trailer, verify: verify)
         return true
+    }
+}
+
+/// Per-thread state of a restore worker: codec and bounded buffers.
+final class RestoreWorker {
+    private let verify: Bool
+    private let pool: WorkPool
+    private let progress: JobProgress
+    private var inflater: (any StreamInflater)?
+    /// Plain pieces, and the input of a sequential inflate.
+    private var input: WorkBuffer?
+    /// Inflated bytes on their way into the segment's file.
+    private var output: WorkBuffer?
+    /// One chunk's deflate data.
+    private var packed: WorkBuffer?
+
+    init(verify: Bool, pool: WorkPool, progress: JobProgress) {
+        self.verify = verify
+        self.pool = pool
+        self.progress = progress
+    }
+
+    /// Restores chunk `chunk` of `file` (the whole file when it is sequential); the worker that completes a file
+    /// checks its CRC-32 and detaches its segment.
+    func restore(_ file: RestoreFileState, chunk: Int) throws(EngineError) {
+        if chunk == 0 { progress.set(file.index, .running) }
+        if file.segment.compressed {
+            if inflater == nil { inflater = try Codec.makeInflater() }
+            if file.segmentFD >= 0 && output == nil { output = WorkBuffer(count: FileIO.maxWrite) }
+        }
+        if input == nil { input = WorkBuffer(count: RestoreRunner.inputSize) }
+        if file.sequential {
+            if try RestoreRunner.inflate(
+                file, inflater: inflater!, input: input!, output: output, verify: verify, pool: pool,
+                progress: progress)
+            {
+                file.detachSegment()
+                progress.set(file.index, .done)
+            }
+            return
+        }
+        let offset = chunk * file.chunkSize
+        let length = min(file.chunkSize, Int(file.segment.size) - offset)
+        let crc: UInt32
+        if file.segment.compressed {
+            crc = try inflate(file, chunk: chunk, offset: offset, length: length)
+        } else {
+            // A plain file has nothing to check its CRC against except the manifest.
+            crc = try file.segmentIO.read(
+                offset, count: length, from: file.fd, at: UInt64(offset), path: file.path, buffer: input!,
+                checksum: verify && file.segment.crc32 != nil)
+        }
+        progress.add(bytes: UInt64(length))
+        file.lock.lock()
+        file.chunkCRC[chunk] = crc
+        file.remaining -= 1
+        let done = file.remaining == 0
+        file.lock.unlock()
+        guard done else { return }
+        let total = CRC32.combine(file.chunkCRC, chunkSize: file.chunkSize, totalLength: file.segment.size)
+        if file.segment.compressed {
+            try RestoreRunner.checkCRC(
+                file, crc: total, headerCRC: file.headerCRC, trailer: file.trailer, verify: verify)
+        } else if verify, let expected = file.segment.crc32, expected != total {
+            throw EngineError(
+                .verifyFailed,
+                "CRC-32 of segment \(file.segment.key.hex) is \(hex32(total)), "
+                    + "the manifest records \(hex32(expected)) for \(file.path)")
+        }
+        file.detachSegment()
+        progress.set(file.index, .done)
+    }
+
+    /// Inflates one chunk of a file with a chunk index into segment bytes `offset..<offset + length`: the chunk's
+    /// deflate data must yield exactly those bytes, be used up, and end the stream only in the last chunk.
+    /// Returns the chunk's CRC-32, checked against the manifest's.
+    private func inflate(_ file: RestoreFileState, chunk: Int, offset: Int, length: Int) throws(EngineError) -> UInt32 {
+        let path = file.path
+        let chunks = file.segment.chunks!
+        let packedLength = chunks.lengths[chunk]
+        if packed == nil || packed!.count < packedLength {
+            packed = WorkBuffer(count: max(packedLength, Codec.deflateBound(file.chunkSize)))
+        }
+        let source = packed!
+        let got = try FileIO.readFull(
+            file.fd, UnsafeMutableRawBufferPointer(start: source.pointer, count: packedLength),
+            at: file.chunkOffsets[chunk], file: path)
+        guard got == packedLength else { throw EngineError(.invalidBackup, "\(path) is shorter than its chunk index") }
+        let inflater = inflater!
+        inflater.reset()
+        var consumed = 0
+        var produced = 0
+        var crc: UInt32 = 0
+        var finished = false
+        var held: [UInt8] = []
+        // Until the chunk's bytes are out, then on with a small scratch space to use up the flush marker.
+        var scratch = [UInt8](repeating: 0, count: 64)
+        while !finished {
+            let available = UnsafeRawBufferPointer(start: source.pointer + consumed, count: packedLength - consumed)
+            let step: InflateStep
+            if produced < length {
+                let target =
+                    file.segmentFD >= 0
+                    ? UnsafeMutableRawBufferPointer(
+                        start: output!.pointer, count: min(output!.count, length - produced))
+                    : UnsafeMutableRawBufferPointer(
+                        start: file.attachment!.address + offset + produced, count: length - produced)
+                step = try inflater.inflate(available, into: target)
+                let bytes = UnsafeRawBufferPointer(start: target.baseAddress, count: step.produced)
+                if file.segmentFD >= 0 {
+                    try FileIO.writeAll(
+                        file.segmentFD, bytes, at: UInt64(offset + produced), file: "segment \(file.segment.key.hex)")
+                }
+                crc = CRC32.update(crc, bytes)
+            } else {
+                let extra: Result<InflateStep, EngineError> = scratch.withUnsafeMutableBytes { raw in
+                    Result { () throws(EngineError) in try inflater.inflate(available, into: raw) }
+                }
+                step = try extra.get()
+                guard step.produced == 0 else {
+                    throw EngineError(.invalidBackup, "\(path): chunk \(chunk) holds more than its \(length) bytes")
+                }
+            }
+            consumed += step.consumed
+            produced += step.produced
+            finished = step.finished
+            held = step.held
+            if step.consumed == 0 && step.produced == 0 { break }
+        }
+        let last = chunk == file.chunkCount - 1
+        guard produced == length, consumed == packedLength, held.isEmpty, finished == last else {
+            throw EngineError(
+                .invalidBackup,
+                "\(path): chunk \(chunk) does not inflate to its \(length) bytes at the place the chunk index gives")
+        }
+        guard crc == chunks.crc32[chunk] else {
+            throw EngineError(
+                .verifyFailed,
+                "\(path): CRC-32 of chunk \(chunk) is \(hex32(crc)), the manifest records \(hex32(chunks.crc32[chunk]))"
+            )
+        }
+        return crc
     }
 }
 

@@ -99,6 +99,8 @@ public struct PlannedSegment: Sendable, Codable {
     public var fileSize: UInt64? = nil
     /// Restore plans: the CRC-32 recorded in the manifest, when there is one. (Addition to the contract.)
     public var crc32: UInt32? = nil
+    /// Restore plans of compressed files: the chunk index recorded in the manifest, when there is one.
+    public var chunks: DeflateChunks? = nil
 }
 
 public struct BackupPlan: Sendable, Codable {

@@ -138,6 +138,64 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
     }
 }
 
+/// The manifest's chunk index is checked against the file, and a wrong one fails the restore cleanly.
+@Suite struct ChunkIndexTests {
+    /// Rewrites the manifest of `directory` with `change` applied to the chunk index of primary stage 0.
+    private func tamper(_ directory: String, _ change: (inout DeflateChunks) -> Void) throws {
+        var manifest = try #require(try BackupManifest.load(directory: directory))
+        let index = try #require(manifest.segments.firstIndex { $0.kind == .primaryStage && $0.chunks != nil })
+        change(&manifest.segments[index].chunks!)
+        let path = directory + "/" + BackupManifest.fileName
+        unlink(path)
+        Fixture.writeFile(path, manifest.encoded())
+    }
+
+    @Test func anIndexThatDoesNotFitTheFileIsRefusedAtPlanning() throws {
+        let spec = small("chunk-plan", 20, stageSize: (20 << 20) + 5)
+        try Fixture.withTemporaryDirectory { directory in
+            let keys = try backupAndDrop(instance: 13, spec: spec, directory: directory)
+            defer { Fixture.removeRestored(keys) }
+            try tamper(directory) { $0.lengths[0] += 1 }
+            let request = RestoreRequest(instance: 13, namespaces: [spec.name], directory: directory)
+            Fixture.expectCode(.invalidBackup) { _ = try Engine.planRestore(request) }
+            try tamper(directory) { chunks in
+                chunks.lengths[0] -= 1
+                chunks.size = 1 << 30
+            }
+            Fixture.expectCode(.invalidBackup) { _ = try Engine.planRestore(request) }
+            #expect(try Fixture.live(instance: 13, nsid: 20, name: spec.name).isEmpty)
+        }
+    }
+
+    @Test func movedChunksOrAWrongChunkCRCFailTheRestoreAndLeaveNothing() throws {
+        let spec = small("chunk-swap", 21, stageSize: (20 << 20) + 5)
+        try Fixture.withTemporaryDirectory { directory in
+            let keys = try backupAndDrop(instance: 13, spec: spec, directory: directory)
+            defer { Fixture.removeRestored(keys) }
+            // Same total length, so planning accepts it; the chunks no longer inflate where the index says.
+            try tamper(directory) { chunks in
+                chunks.lengths[0] += 7
+                chunks.lengths[1] -= 7
+            }
+            try expectRestoreFails(
+                instance: 13, spec: spec, directory: directory, keys: keys, codes: [.invalidBackup, .verifyFailed])
+            try tamper(directory) { chunks in
+                chunks.lengths[0] -= 7
+                chunks.lengths[1] += 7
+                chunks.crc32[1] ^= 1
+            }
+            try expectRestoreFails(instance: 13, spec: spec, directory: directory, keys: keys, codes: [.verifyFailed])
+            // Put right, the same directory restores.
+            try tamper(directory) { chunks in chunks.crc32[1] ^= 1 }
+            let request = RestoreRequest(instance: 13, namespaces: [spec.name], directory: directory)
+            try Engine.restore(
+                try Engine.planRestore(request), request: request, progress: JobProgress(),
+                cancellation: CancellationToken())
+            #expect(try Fixture.live(instance: 13, nsid: 21, name: spec.name).count == keys.count)
+        }
+    }
+}
+
 @Suite struct LiveSanityTests {
     @Test func attachedBaseIsServerRunning() throws {
         let spec = small("running", 6, stageSize: 64 << 10)

@@ -34,6 +34,15 @@ private func roundTrip(
             #expect(st.st_uid == spec.uid && st.st_gid == spec.gid && st.st_mode & 0o7777 == spec.mode)
             #expect(UInt64(st.st_size) == segment.fileSize)
             #expect(segment.crc32 == Fixture.zlibCRC(before[segment.key] ?? []))
+            // Compressed files carry their chunk index; every chunk's CRC-32 is that of its segment bytes.
+            #expect((segment.chunks != nil) == segment.compressed)
+            if let chunks = segment.chunks, let bytes = before[segment.key] {
+                #expect(chunks.fits(size: segment.size, fileSize: segment.fileSize))
+                for (index, crc) in chunks.crc32.enumerated() {
+                    let start = index * chunks.size
+                    #expect(crc == Fixture.zlibCRC(Array(bytes[start..<min(start + chunks.size, bytes.count)])))
+                }
+            }
         }
         let keys = created.map(\.key)
         SyntheticSegments.remove(created)
@@ -70,7 +79,7 @@ private func roundTrip(
     /// Where the segment's shmem file cannot be opened (not root), the bytes go through the mapping.
     @Test func plainRoundTripThroughTheMapping() throws {
         let spec = SyntheticNamespace(
-            name: "rt-map", nsid: 6, primaryStages: 2, stageSize: (2 << 20) + 777, secondaryStages: 1,
+            name: "rt-map", nsid: 17, primaryStages: 2, stageSize: (2 << 20) + 777, secondaryStages: 1,
             dataStages: 1, uid: 1234, gid: 2345, mode: 0o640, seed: 16)
         try roundTrip(instance: 13, spec: spec, compress: false, threads: 2, access: .mapping)
     }
@@ -80,7 +89,7 @@ private func roundTrip(
     /// Without the capability it does not open, and the engine uses the mapping.
     @Test func segmentFileHoldsTheMappedBytes() throws {
         let spec = SyntheticNamespace(
-            name: "rt-file", nsid: 7, primaryStages: 1, stageSize: (1 << 20) + 4_099, secondaryStages: 0,
+            name: "rt-file", nsid: 18, primaryStages: 1, stageSize: (1 << 20) + 4_099, secondaryStages: 0,
             dataStages: 0, uid: 1234, gid: 2345, mode: 0o640, seed: 17)
         try Fixture.withSegments(instance: 13, spec) { created in
             let stage = try #require(created.first { $0.key.kind == .primaryStage })
@@ -104,6 +113,15 @@ private func roundTrip(
             #expect(put == 4)
             #expect(Array(UnsafeRawBufferPointer(attachment.bytes)[4094..<4098]) == marker)
         }
+    }
+
+    /// One stage of six deflate chunks and two workers: the chunks of one file restore in parallel, through
+    /// the mapping here (the same chunks go through the segment's file in the test above).
+    @Test func compressedRoundTripThroughTheMapping() throws {
+        let spec = SyntheticNamespace(
+            name: "rt-gzmap", nsid: 19, primaryStages: 1, stageSize: (40 << 20) + 12_345, secondaryStages: 0,
+            dataStages: 0, uid: 1234, gid: 2345, mode: 0o640, seed: 19)
+        try roundTrip(instance: 13, spec: spec, compress: true, threads: 2, access: .mapping)
     }
 
     @Test func compressedRoundTripIsByteIdentical() throws {
