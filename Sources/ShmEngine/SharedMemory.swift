@@ -31,7 +31,7 @@ extension FileAndSegment {
         let attached = try SharedMemory.attach(shmid: shmid, key: segment.key, size: segment.size, readOnly: readOnly)
         attachment = attached
         if access == .automatic {
-            segmentFD = SharedMemory.openFile(attached, writable: !readOnly) ?? -1
+            segmentFD = SharedMemory.openFile(attached, key: segment.key, writable: !readOnly) ?? -1
         }
     }
 
@@ -157,13 +157,19 @@ public enum SharedMemory {
 
     /// Opens the shmem file behind an attached segment through /proc/self/map_files, so that its bytes can move
     /// with pread and pwrite (see `SegmentIO`). Needs CAP_SYS_ADMIN, as root has; nil when the kernel refuses or
-    /// the file is not the segment's size, and the caller uses the mapping instead.
-    static func openFile(_ attachment: Attachment, writable: Bool) -> Int32? {
+    /// the file is not the segment's (by name and size), and the caller uses the mapping instead.
+    static func openFile(_ attachment: Attachment, key: SegmentKey, writable: Bool) -> Int32? {
         if mappingOnly { return nil }
         let page = max(4096, Int(sysconf(Int32(_SC_PAGESIZE))))
         let start = UInt(bitPattern: attachment.address)
         let end = start + UInt((attachment.size + page - 1) / page * page)
         let path = "/proc/self/map_files/" + String(start, radix: 16) + "-" + String(end, radix: 16)
+        // The kernel names a System V segment's file "SYSV" and the key in 8 hex digits.
+        var target = [CChar](repeating: 0, count: 256)
+        let length = readlink(path, &target, target.count - 1)
+        guard length > 0 else { return nil }
+        let name = String(decoding: target.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard name.hasPrefix("/SYSV" + key.hex8) else { return nil }
         let fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         var st = Glibc.stat()

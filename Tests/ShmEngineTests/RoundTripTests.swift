@@ -97,12 +97,16 @@ private func roundTrip(
             let attachment = try SharedMemory.attach(shmid: shmid, key: stage.key, size: stage.size, readOnly: false)
             defer { SharedMemory.detach(attachment) }
             guard Fixture.hasSysAdminCapability else {
-                #expect(SharedMemory.openFile(attachment, writable: true) == nil)
+                #expect(SharedMemory.openFile(attachment, key: stage.key, writable: true) == nil)
                 return
             }
             let fd = try #require(
-                SharedMemory.openFile(attachment, writable: true), "with CAP_SYS_ADMIN, /proc/self/map_files opens")
+                SharedMemory.openFile(attachment, key: stage.key, writable: true),
+                "with CAP_SYS_ADMIN, /proc/self/map_files opens")
             defer { close(fd) }
+            // The file is checked to be that segment's: asked for another key, it does not open.
+            let other = SegmentKey(kind: .primaryStage, instance: 13, nsid: 18, stage: 1)
+            #expect(SharedMemory.openFile(attachment, key: other, writable: true) == nil)
             var bytes = [UInt8](repeating: 0, count: Int(stage.size) + 10)
             let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
             #expect(got == Int(stage.size))
@@ -116,7 +120,7 @@ private func roundTrip(
     }
 
     /// One stage of six deflate chunks and two workers: the chunks of one file restore in parallel, through
-    /// the mapping here (the same chunks go through the segment's file in the test above).
+    /// the mapping here (compressedRoundTripIsByteIdentical goes through the segments' files).
     @Test func compressedRoundTripThroughTheMapping() throws {
         let spec = SyntheticNamespace(
             name: "rt-gzmap", nsid: 19, primaryStages: 1, stageSize: (40 << 20) + 12_345, secondaryStages: 0,
