@@ -322,18 +322,17 @@ final class BackupWorker {
             file.started = rfc3339()
             file.lock.unlock()
         }
-        var data = file.input(chunk)
+        let count = file.chunkLength(chunk)
         if segment.compressed {
+            let data: UnsafeRawBufferPointer
             if file.segmentFD >= 0 {
                 // Read through the segment's file (see SegmentIO): no page faults on the mapping.
                 if staging == nil { staging = WorkBuffer(count: chunkSize) }
-                let target = UnsafeMutableRawBufferPointer(start: staging!.pointer, count: data.count)
-                let got = try FileIO.readFull(
-                    file.segmentFD, target, at: UInt64(chunk * chunkSize), file: "segment \(segment.key.hex)")
-                guard got == data.count else {
-                    throw EngineError(.system, "segment \(segment.key.hex) is shorter than planned")
-                }
+                let target = UnsafeMutableRawBufferPointer(start: staging!.pointer, count: count)
+                try file.segmentIO.load(chunk * chunkSize, into: target)
                 data = UnsafeRawBufferPointer(target)
+            } else {
+                data = file.input(chunk)
             }
             let crc = CRC32.update(0, data)
             if deflater == nil { deflater = try Codec.makeDeflater() }
@@ -363,12 +362,12 @@ final class BackupWorker {
             if input == nil { input = WorkBuffer(count: Codec.deflateBound(chunkSize)) }
             let offset = chunk * chunkSize
             let crc = try file.segmentIO.write(
-                offset, count: data.count, to: file.fd, at: UInt64(offset), path: file.path, buffer: input!)
+                offset, count: count, to: file.fd, at: UInt64(offset), path: file.path, buffer: input!)
             file.lock.lock()
             file.chunkCRC[chunk] = crc
             file.lock.unlock()
         }
-        progress.add(bytes: UInt64(verifying ? data.count / 2 : data.count))
+        progress.add(bytes: UInt64(verifying ? count / 2 : count))
         file.lock.lock()
         file.remaining -= 1
         let done = file.remaining == 0
@@ -400,14 +399,16 @@ final class BackupWorker {
             guard got == range.length else {
                 throw EngineError(.verifyFailed, "\(file.path) is shorter than written")
             }
-            inflater!.reset()
-            let result = try inflater!.inflate(
-                UnsafeRawBufferPointer(start: buffer.pointer, count: got), into: check!.bytes)
-            let last = chunk == file.chunkCount - 1
-            guard result.produced == length, result.consumed == got, result.finished == last else {
+            let target = check!
+            let inflated = try inflater!.inflateChunk(
+                UnsafeRawBufferPointer(start: buffer.pointer, count: got), length: length,
+                last: chunk == file.chunkCount - 1,
+                room: { produced in UnsafeMutableRawBufferPointer(rebasing: target.bytes[produced...]) },
+                take: { (_, _) throws(EngineError) in })
+            guard let inflatedCRC = inflated else {
                 throw EngineError(.verifyFailed, "\(file.path): chunk \(chunk) does not inflate to the segment bytes")
             }
-            crc = CRC32.update(0, UnsafeRawBufferPointer(start: check!.pointer, count: length))
+            crc = inflatedCRC
         } else {
             // Read back in pieces, each checksummed while still in cache.
             var value: UInt32 = 0

@@ -32,6 +32,51 @@ protocol StreamInflater: AnyObject {
         throws(EngineError) -> InflateStep
 }
 
+extension StreamInflater {
+    /// Inflates one chunk of a stream flushed at chunk boundaries (each chunk decodes on its own). `room` gives
+    /// space for the bytes from `produced` on (used up to the chunk's `length`), `take` gets each step's bytes.
+    /// Returns their CRC-32 when `packed` yields exactly `length` bytes, is used up, and ends the stream exactly
+    /// when `last`; nil otherwise.
+    func inflateChunk(
+        _ packed: UnsafeRawBufferPointer, length: Int, last: Bool,
+        room: (_ produced: Int) -> UnsafeMutableRawBufferPointer,
+        take: (_ bytes: UnsafeRawBufferPointer, _ produced: Int) throws(EngineError) -> Void
+    ) throws(EngineError) -> UInt32? {
+        reset()
+        var consumed = 0
+        var produced = 0
+        var crc: UInt32 = 0
+        var finished = false
+        var held: [UInt8] = []
+        // Past the chunk's bytes, a small space uses up the flush marker; any byte more is too many.
+        var scratch = [UInt8](repeating: 0, count: 64)
+        while !finished {
+            let available = UnsafeRawBufferPointer(rebasing: packed[consumed...])
+            let step: InflateStep
+            if produced < length {
+                let target = UnsafeMutableRawBufferPointer(rebasing: room(produced).prefix(length - produced))
+                step = try inflate(available, into: target)
+                let bytes = UnsafeRawBufferPointer(start: target.baseAddress, count: step.produced)
+                try take(bytes, produced)
+                crc = CRC32.update(crc, bytes)
+            } else {
+                let extra: Result<InflateStep, EngineError> = scratch.withUnsafeMutableBytes { raw in
+                    Result { () throws(EngineError) in try inflate(available, into: raw) }
+                }
+                step = try extra.get()
+                if step.produced > 0 { return nil }
+            }
+            consumed += step.consumed
+            produced += step.produced
+            finished = step.finished
+            held = step.held
+            if step.consumed == 0 && step.produced == 0 { break }
+        }
+        guard produced == length, consumed == packed.count, held.isEmpty, finished == last else { return nil }
+        return crc
+    }
+}
+
 /// The codec seam: ISA-L when it can be loaded, zlib otherwise.
 enum Codec {
     static var usesISAL: Bool { cisal_available() != 0 }

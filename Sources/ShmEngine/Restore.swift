@@ -203,7 +203,7 @@ enum RestoreRunner {
                     start: output.pointer, count: min(output.count, size - produced))
                 result = try inflater.inflate(available, into: target)
                 let bytes = UnsafeRawBufferPointer(start: output.pointer, count: result.produced)
-                try FileIO.writeAll(file.segmentFD, bytes, at: UInt64(produced), file: "segment \(segment.key.hex)")
+                try file.segmentIO.store(bytes, at: produced)
                 crc = CRC32.update(crc, bytes)
             } else if produced < size {
                 let length = min(window, size - produced)
@@ -290,7 +290,10 @@ final class RestoreWorker {
             if inflater == nil { inflater = try Codec.makeInflater() }
             if file.segmentFD >= 0 && output == nil { output = WorkBuffer(count: FileIO.maxWrite) }
         }
-        if input == nil { input = WorkBuffer(count: RestoreRunner.inputSize) }
+        // Plain pieces and a sequential inflate's input; a chunk's deflate data goes into `packed`.
+        if input == nil && (file.sequential || !file.segment.compressed) {
+            input = WorkBuffer(count: RestoreRunner.inputSize)
+        }
         if file.sequential {
             if try RestoreRunner.inflate(
                 file, inflater: inflater!, input: input!, output: output, verify: verify, pool: pool,
@@ -348,49 +351,18 @@ final class RestoreWorker {
             file.fd, UnsafeMutableRawBufferPointer(start: source.pointer, count: packedLength),
             at: file.chunkOffsets[chunk], file: path)
         guard got == packedLength else { throw EngineError(.invalidBackup, "\(path) is shorter than its chunk index") }
-        let inflater = inflater!
-        inflater.reset()
-        var consumed = 0
-        var produced = 0
-        var crc: UInt32 = 0
-        var finished = false
-        var held: [UInt8] = []
-        // Until the chunk's bytes are out, then on with a small scratch space to use up the flush marker.
-        var scratch = [UInt8](repeating: 0, count: 64)
-        while !finished {
-            let available = UnsafeRawBufferPointer(start: source.pointer + consumed, count: packedLength - consumed)
-            let step: InflateStep
-            if produced < length {
-                let target =
-                    file.segmentFD >= 0
-                    ? UnsafeMutableRawBufferPointer(
-                        start: output!.pointer, count: min(output!.count, length - produced))
-                    : UnsafeMutableRawBufferPointer(
-                        start: file.attachment!.address + offset + produced, count: length - produced)
-                step = try inflater.inflate(available, into: target)
-                let bytes = UnsafeRawBufferPointer(start: target.baseAddress, count: step.produced)
-                if file.segmentFD >= 0 {
-                    try FileIO.writeAll(
-                        file.segmentFD, bytes, at: UInt64(offset + produced), file: "segment \(file.segment.key.hex)")
-                }
-                crc = CRC32.update(crc, bytes)
-            } else {
-                let extra: Result<InflateStep, EngineError> = scratch.withUnsafeMutableBytes { raw in
-                    Result { () throws(EngineError) in try inflater.inflate(available, into: raw) }
-                }
-                step = try extra.get()
-                guard step.produced == 0 else {
-                    throw EngineError(.invalidBackup, "\(path): chunk \(chunk) holds more than its \(length) bytes")
-                }
-            }
-            consumed += step.consumed
-            produced += step.produced
-            finished = step.finished
-            held = step.held
-            if step.consumed == 0 && step.produced == 0 { break }
-        }
-        let last = chunk == file.chunkCount - 1
-        guard produced == length, consumed == packedLength, held.isEmpty, finished == last else {
+        let io = file.segmentIO
+        let toFile = file.segmentFD >= 0
+        let inflated = try inflater!.inflateChunk(
+            UnsafeRawBufferPointer(start: source.pointer, count: packedLength), length: length,
+            last: chunk == file.chunkCount - 1,
+            room: { produced in
+                toFile
+                    ? output!.bytes
+                    : UnsafeMutableRawBufferPointer(start: io.mapping + offset + produced, count: length - produced)
+            },
+            take: { (bytes, produced) throws(EngineError) in if toFile { try io.store(bytes, at: offset + produced) } })
+        guard let crc = inflated else {
             throw EngineError(
                 .invalidBackup,
                 "\(path): chunk \(chunk) does not inflate to its \(length) bytes at the place the chunk index gives")

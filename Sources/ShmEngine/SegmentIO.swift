@@ -22,6 +22,17 @@ struct SegmentIO {
     let mapping: UnsafeMutableRawPointer
     let key: SegmentKey
 
+    /// Segment bytes `offset..<offset + target.count` into `target`, read from the segment's file.
+    func load(_ offset: Int, into target: UnsafeMutableRawBufferPointer) throws(EngineError) {
+        let got = try FileIO.readFull(segmentFD, target, at: UInt64(offset), file: "segment \(key.hex)")
+        guard got == target.count else { throw EngineError(.system, "segment \(key.hex) is shorter than planned") }
+    }
+
+    /// `bytes` into the segment at `offset`, written to the segment's file.
+    func store(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(EngineError) {
+        try FileIO.writeAll(segmentFD, bytes, at: UInt64(offset), file: "segment \(key.hex)")
+    }
+
     /// Segment bytes `offset..<offset + count` to `fd` at `fileOffset`; returns their CRC-32.
     func write(
         _ offset: Int, count: Int, to fd: Int32, at fileOffset: UInt64, path: String, buffer: WorkBuffer
@@ -33,10 +44,7 @@ struct SegmentIO {
             let piece: UnsafeRawBufferPointer
             if segmentFD >= 0 {
                 piece = UnsafeRawBufferPointer(start: buffer.pointer, count: length)
-                let got = try FileIO.readFull(
-                    segmentFD, UnsafeMutableRawBufferPointer(start: buffer.pointer, count: length),
-                    at: UInt64(offset + done), file: "segment \(key.hex)")
-                guard got == length else { throw EngineError(.system, "segment \(key.hex) is shorter than planned") }
+                try load(offset + done, into: UnsafeMutableRawBufferPointer(start: buffer.pointer, count: length))
             } else {
                 piece = UnsafeRawBufferPointer(start: mapping + offset + done, count: length)
             }
@@ -62,10 +70,7 @@ struct SegmentIO {
                 : UnsafeMutableRawBufferPointer(start: mapping + offset + done, count: length)
             let got = try FileIO.readFull(fd, target, at: fileOffset + UInt64(done), file: path)
             guard got == length else { throw EngineError(.invalidBackup, "\(path) is shorter than planned") }
-            if segmentFD >= 0 {
-                try FileIO.writeAll(
-                    segmentFD, UnsafeRawBufferPointer(target), at: UInt64(offset + done), file: "segment \(key.hex)")
-            }
+            if segmentFD >= 0 { try store(UnsafeRawBufferPointer(target), at: offset + done) }
             if checksum { crc = CRC32.update(crc, UnsafeRawBufferPointer(target)) }
             done += length
         }
