@@ -320,13 +320,8 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
                 let request = BackupRequest(
                     instance: 14, namespaces: ["cancel-b"], directory: directory, compress: true, threads: 1)
                 let plan = try Engine.planBackup(request)
-                let token = CancellationToken()
                 let progress = JobProgress()
-                let watcher = Thread {
-                    while progress.snapshot().bytesDone == 0 { usleep(200) }
-                    token.cancel()
-                }
-                watcher.start()
+                let token = Fixture.cancelOnceStarted(progress)
                 Fixture.expectCode(.canceled) {
                     _ = try Engine.backup(plan, request: request, progress: progress, cancellation: token)
                 }
@@ -353,13 +348,8 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
             defer { Fixture.removeRestored(keys) }
             let request = RestoreRequest(instance: 14, namespaces: ["cancel-r"], directory: directory, threads: 1)
             let plan = try Engine.planRestore(request)
-            let token = CancellationToken()
             let progress = JobProgress()
-            let watcher = Thread {
-                while progress.snapshot().bytesDone == 0 { usleep(200) }
-                token.cancel()
-            }
-            watcher.start()
+            let token = Fixture.cancelOnceStarted(progress)
             Fixture.expectCode(.canceled) {
                 try Engine.restore(plan, request: request, progress: progress, cancellation: token)
             }

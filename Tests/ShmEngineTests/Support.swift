@@ -27,6 +27,18 @@ enum Fixture {
         return bits & (1 << 21 | 1 << 40) != 0
     }
 
+    /// A token that a watcher thread cancels as soon as `progress` counts its first bytes: the job is then
+    /// cancelled in the middle of its work.
+    static func cancelOnceStarted(_ progress: JobProgress) -> CancellationToken {
+        let token = CancellationToken()
+        let watcher = Thread {
+            while progress.snapshot().bytesDone == 0 { usleep(200) }
+            token.cancel()
+        }
+        watcher.start()
+        return token
+    }
+
     /// A fresh temporary directory, removed with everything in it afterwards.
     static func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
         var template = Array("/tmp/asmtd-engine-test-XXXXXX".utf8CString)
