@@ -17,7 +17,8 @@ final class QueueHarness: Sendable {
     private let deferred = DeferredStarts()
 
     /// `deferStart`: accepted jobs wait for `startDeferred()`, so a test can act between acceptance and start.
-    init(deferStart: Bool = false) throws {
+    /// `retryDelay`: the runner's first wait before writing an unsaved final record again.
+    init(deferStart: Bool = false, retryDelay: Duration = .seconds(3600)) throws {
         let root = try TemporaryDirectory()
         directory = root
         var settings = ServiceSettings()
@@ -40,7 +41,7 @@ final class QueueHarness: Sendable {
                     ended.signal()
                 }
                 if deferStart { deferred.runs.withLock { $0.append(run) } } else { JobRunner.thread(name, run) }
-            })
+            }, retryDelay: retryDelay)
         try queue.recover()
     }
 
@@ -70,6 +71,27 @@ final class QueueHarness: Sendable {
     func onDisk(_ id: String) -> JobRecord? {
         guard let data = FileManager.default.contents(atPath: queue.store.path(of: id)) else { return nil }
         return try? JSONDecoder().decode(JobRecord.self, from: data)
+    }
+
+    /// The record as left in the broken jobs directory.
+    func savedOnDisk(_ id: String) -> JobRecord? {
+        guard let data = FileManager.default.contents(atPath: jobsDirectory + ".saved/\(id).json") else { return nil }
+        return try? JSONDecoder().decode(JobRecord.self, from: data)
+    }
+
+    /// A restore of backup "b1" whose final record cannot be written: it ran to the end, the disk says running.
+    func restoreWithUnsavedFinalRecord() async throws -> String {
+        try makeBackup("b1")
+        engine.holdRuns()
+        let id = try accepted(try await restore(backup: "b1"))
+        #expect(await engine.runStarted.wait())
+        try breakStateDir()
+        engine.release.signal()
+        #expect(await ended.wait())
+        #expect(queue.job(id)?.state == .success)
+        #expect(savedOnDisk(id)?.state == .running)
+        #expect(queue.unsavedJobs == [id])
+        return id
     }
 
     /// A complete backup `id` of instance 14 (manifest holding "x").
@@ -363,6 +385,81 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         #expect(j["j5"]?.error?.message.hasSuffix("it had not started creating segments") == true)
         // Settled on disk too.
         #expect(restarted.store.loadAll().records.allSatisfy { $0.state.isFinished })
+    }
+}
+
+@Suite struct UnsavedRecordTests {
+    @Test func anUnsavedFinalRecordIsReportedAndWrittenBeforeTheNextJob() async throws {
+        let h = try QueueHarness()
+        let id = try await h.restoreWithUnsavedFinalRecord()
+        let api = API(config: h.config, jobs: h.queue, metrics: Metrics(version: "t"))
+        let ready = await api.ready()
+        let checks = try #require(
+            (try JSONSerialization.jsonObject(with: Data(ready.body)) as? [String: Any])?["checks"] as? [[String: Any]])
+        let check = try #require(checks.first { $0["name"] as? String == "job-records" })
+        #expect(ready.status == 503)
+        #expect(check["ok"] as? Bool == false)
+        #expect(check["message"] as? String == "final record not on disk yet for job(s) \(id)")
+
+        h.engine.holdRuns(false)
+        let refused = await apiError { () throws(APIError) in try await h.backup(15) }
+        #expect(refused?.code == .io)
+        #expect(refused?.message.contains(id) == true)
+        try h.repairStateDir()
+        _ = try h.accepted(try await h.backup(15))
+        #expect(h.onDisk(id)?.state == .success)
+        #expect(h.queue.unsavedJobs.isEmpty)
+        #expect(await h.ended.wait())
+    }
+
+    @Test func theRunnerWritesItAgainOnItsOwn() async throws {
+        let h = try QueueHarness(retryDelay: .milliseconds(20))
+        let id = try await h.restoreWithUnsavedFinalRecord()
+        try h.repairStateDir()
+        // Bounded wait for the retrying thread (20 ms, 40 ms, ...), not a sleep standing in for a signal.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while h.onDisk(id)?.state != .success && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(h.onDisk(id)?.state == .success)
+        #expect(h.queue.unsavedJobs.isEmpty)
+        h.queue.stopAccepting()
+    }
+
+    @Test func drainMakesTheLastAttempt() async throws {
+        let h = try QueueHarness()
+        let id = try await h.restoreWithUnsavedFinalRecord()
+        try h.repairStateDir()
+        h.queue.stopAccepting()
+        await h.queue.drain(timeout: .seconds(1))
+        #expect(h.onDisk(id)?.state == .success)
+    }
+
+    /// The disk says running after the job succeeded: a restart settles it on the engine's evidence only.
+    @Test(arguments: [
+        (RestoreEvidence.committed, JobState.success),
+        (RestoreEvidence.removed(count: 1, stuck: []), JobState.failure),
+    ])
+    func aRestartDecidesOnTheEngineEvidence(evidence: RestoreEvidence, expected: JobState) async throws {
+        let h = try QueueHarness()
+        let id = try await h.restoreWithUnsavedFinalRecord()
+        defer { h.queue.stopAccepting() }
+        // The next process: same backups, the state dir as the crash left it.
+        let state = try TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: state.path + "/jobs", withIntermediateDirectories: false)
+        try FileManager.default.copyItem(
+            atPath: h.jobsDirectory + ".saved/\(id).json", toPath: state.path + "/jobs/\(id).json")
+        var config = h.config
+        config.service.stateDir = state.path
+        h.engine.answerRecovery(evidence, for: id)
+        let restarted = JobQueue(
+            config: config, metrics: Metrics(version: "t"), logger: Logger(label: "t"), engine: h.engine)
+        try restarted.recover()
+        #expect(h.engine.calls.recoverRestore == [id])
+        let job = try #require(restarted.job(id))
+        #expect(job.state == expected)
+        #expect(job.error?.code == (expected == .success ? nil : "INTERRUPTED"))
+        #expect(restarted.store.loadAll().records.first?.state == expected)
     }
 }
 

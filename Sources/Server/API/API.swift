@@ -299,6 +299,13 @@ struct API: Sendable {
         let stateOK = FileSystem.isWritableDirectory(state) && FileSystem.isWritableDirectory(jobs.store.directory)
         checks.append(
             Check(name: "state-dir", ok: stateOK, message: stateOK ? "\(state) writable" : "\(state) not writable"))
+        let unsaved = jobs.unsavedJobs
+        checks.append(
+            Check(
+                name: "job-records", ok: unsaved.isEmpty,
+                message: unsaved.isEmpty
+                    ? "every record on disk"
+                    : "final record not on disk yet for job(s) \(unsaved.joined(separator: ", "))"))
         for instance in config.instances {
             let ok = FileSystem.isWritableDirectory(instance.backupPath)
             checks.append(

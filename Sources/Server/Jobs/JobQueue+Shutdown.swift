@@ -26,5 +26,10 @@ extension JobQueue {
             waited += 1
             if waited % 100 == 0 { logger.warning("still waiting for canceled jobs to clean up") }
         }
+        if !runner.saveUnsaved() {
+            logger.error(
+                "final job records could not be written; at the next start recovery decides on the evidence",
+                metadata: ["jobs": "\(unsavedJobs)"])
+        }
     }
 }

@@ -22,7 +22,7 @@ final class JobQueue: Sendable {
 
     init(
         config: Config, metrics: Metrics, logger: Logger, engine: any JobEngine = LiveEngine(),
-        launch: @escaping JobRunner.Launcher = JobRunner.thread
+        launch: @escaping JobRunner.Launcher = JobRunner.thread, retryDelay: Duration = .milliseconds(500)
     ) {
         self.config = config
         self.store = JobStore(stateDirectory: config.service.stateDir)
@@ -31,7 +31,7 @@ final class JobQueue: Sendable {
         self.logger = logger
         self.runner = JobRunner(
             registry: registry, store: store, engine: engine, metrics: metrics, logger: logger,
-            jobsKept: config.service.jobsKept, launch: launch)
+            jobsKept: config.service.jobsKept, launch: launch, retryDelay: retryDelay)
     }
 
     /// Loads the records; a job left queued or running by a dead process is finished by `JobRecovery`.
@@ -150,8 +150,15 @@ final class JobQueue: Sendable {
         return requested
     }
 
-    /// Admits the job, then writes its record: a job whose record cannot be written is refused.
+    /// Admits the job, then writes its record: a job whose record cannot be written is refused. So is any
+    /// job while an earlier job's final record is not on disk yet (it is written first when it can be).
     private func accept(_ record: JobRecord) throws(APIError) {
+        guard runner.saveUnsaved() else {
+            let ids = registry.unsaved().map(\.id).joined(separator: ", ")
+            throw APIError(
+                .io,
+                "cannot write job records: the final record of job(s) \(ids) is not on disk yet; check the state dir")
+        }
         try registry.admit(record)
         do {
             try store.save(record)
@@ -186,4 +193,7 @@ final class JobQueue: Sendable {
     }
 
     func releaseBackup(_ id: String, for user: String) { registry.releaseBackup(id, for: user) }
+
+    /// Finished jobs whose final record is not on disk yet.
+    var unsavedJobs: [String] { registry.unsaved().map(\.id) }
 }

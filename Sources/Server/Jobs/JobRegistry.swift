@@ -21,6 +21,10 @@ final class JobRegistry: Sendable {
         var accepting = true
         /// Accepted jobs whose thread has not finished them yet.
         var active = 0
+        /// Finished jobs whose final record could not be written (the disk still says queued or running).
+        var unsaved: Set<String> = []
+        /// Whether a thread is retrying the unsaved records.
+        var retrying = false
     }
 
     private let state = Mutex(State())
@@ -122,10 +126,11 @@ final class JobRegistry: Sendable {
     }
 
     /// Publishes the final record and frees the instance and the backup in one step, so that a client that
-    /// sees the job finished also sees them free.
-    func finish(_ record: JobRecord) {
+    /// sees the job finished also sees them free. `saved`: whether the record is on disk.
+    func finish(_ record: JobRecord, saved: Bool) {
         state.withLock { s in
             s.records[record.id] = record
+            if !saved { s.unsaved.insert(record.id) }
             s.live[record.id] = nil
             if s.busy[record.request.instance] == record.id { s.busy[record.request.instance] = nil }
             if s.backupsInUse[record.backup] == record.id { s.backupsInUse[record.backup] = nil }
@@ -136,7 +141,7 @@ final class JobRegistry: Sendable {
     /// Drops the oldest finished records beyond `keep`; returns their ids.
     func prune(keep: Int) -> [String] {
         state.withLock { s in
-            let finished = s.records.values.filter { $0.state.isFinished }.sorted {
+            let finished = s.records.values.filter { $0.state.isFinished && !s.unsaved.contains($0.id) }.sorted {
                 ($0.created, $0.id) < ($1.created, $1.id)
             }
             let excess = finished.count - keep
@@ -145,6 +150,32 @@ final class JobRegistry: Sendable {
             for id in ids { s.records[id] = nil }
             return ids
         }
+    }
+
+    // MARK: final records not on disk
+
+    /// The finished records that could not be written, oldest first.
+    func unsaved() -> [JobRecord] {
+        state.withLock { s in
+            s.unsaved.compactMap { s.records[$0] }.sorted { ($0.created, $0.id) < ($1.created, $1.id) }
+        }
+    }
+
+    func markSaved(_ id: String) {
+        _ = state.withLock { $0.unsaved.remove(id) }
+    }
+
+    /// True for the one caller that may start retrying; it calls `endRetrying()` when it stops.
+    func startRetrying() -> Bool {
+        state.withLock { s in
+            if s.retrying { return false }
+            s.retrying = true
+            return true
+        }
+    }
+
+    func endRetrying() {
+        state.withLock { $0.retrying = false }
     }
 
     // MARK: queries and control
