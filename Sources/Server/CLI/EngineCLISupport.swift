@@ -94,7 +94,7 @@ enum EngineCLI {
             let line = row.enumerated().map { index, cell in
                 cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
-            print(line.trimmingCharacters(in: .whitespaces))
+            print(line.trimmingWhitespace())
         }
     }
 

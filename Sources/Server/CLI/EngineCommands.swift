@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import ShmEngine
 
-// Owned by the ShmEngine work (issue 2): local commands that run the engine without the server.
+// Local commands that run the engine without the service: analyze, backup, restore, segments, demo.
 
 struct EngineJobOptions: ParsableArguments {
     @Option(help: "Aerospike instance (0..15).")
