@@ -234,7 +234,7 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         let job = try #require(h.queue.job(id))
         #expect(job.state == .canceled)
         #expect(job.error == JobErrorRecord(code: "CANCELED", message: "canceled before it started"))
-        #expect(job.segments.map(\.state) == ["canceled"])
+        #expect(job.segments.map(\.state) == [.canceled])
         #expect(h.engine.calls.backup == 0)
         #expect(h.onDisk(id)?.state == .canceled)
         #expect(throws: APIError(.jobFinished, "job \(id) already finished (canceled)")) { try h.queue.cancel(id) }
@@ -296,7 +296,7 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         let job = try #require(h.queue.job(id))
         #expect(job.state == .failure)
         #expect(job.error == JobErrorRecord(code: "SERVER_RUNNING", message: "0xae0e1000 is attached"))
-        #expect(job.segments.map(\.state) == ["failed"])
+        #expect(job.segments.map(\.state) == [.failed])
         #expect(FileSystem.kind(job.path) == .missing)
         #expect(h.onDisk(id) == job)
     }
@@ -351,7 +351,7 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
                 segments: [
                     SegmentRecord(
                         key: "0xae0e1000", kind: "pi-base", namespace: "x", size: 4096, file: "ae0e1000.dat",
-                        compressed: false, state: "running")
+                        compressed: false, state: .running)
                 ], error: nil)
         }
         try h.makeBackup("complete")
@@ -381,7 +381,7 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
             j["j4"]?.error?.message
                 == "pid 99999 stopped while the job was running; removed 2 segment(s) it had created; "
                 + "1 attached segment(s) could not be removed: 0xae0e1001")
-        #expect(j["j4"]?.segments.map(\.state) == ["failed"])
+        #expect(j["j4"]?.segments.map(\.state) == [.failed])
         #expect(j["j5"]?.error?.message.hasSuffix("it had not started creating segments") == true)
         // Settled on disk too.
         #expect(restarted.store.loadAll().records.allSatisfy { $0.state.isFinished })

@@ -184,7 +184,7 @@ extension ShmTests {
                 segments: try segments.live().map {
                     SegmentRecord(
                         key: $0.key.hex, kind: $0.key.kind.rawValue, namespace: "srv-recover", size: $0.size, file: "",
-                        compressed: false, state: "done")
+                        compressed: false, state: .done)
                 }, error: nil)
             try store.save(backup)
             try store.save(restore)

@@ -18,6 +18,11 @@ struct JobRequest: Sendable, Codable, Equatable {
     var threads: Int
 }
 
+/// Where one segment of a job stands (stored and shown as the raw value).
+enum SegmentState: String, Sendable, Codable, CaseIterable {
+    case pending, running, done, failed, canceled
+}
+
 struct SegmentRecord: Sendable, Codable, Equatable {
     var key: String  // "0x%08x"
     var kind: String
@@ -25,7 +30,7 @@ struct SegmentRecord: Sendable, Codable, Equatable {
     var size: UInt64
     var file: String
     var compressed: Bool
-    var state: String  // pending, running, done, failed
+    var state: SegmentState
 }
 
 struct ProgressRecord: Sendable, Codable, Equatable {
@@ -64,7 +69,7 @@ struct JobRecord: Sendable, Codable, Equatable {
     var error: JobErrorRecord?
 
     /// Applies a final or intermediate progress picture.
-    mutating func apply(progress: ProgressRecord, segmentStates: [String]) {
+    mutating func apply(progress: ProgressRecord, segmentStates: [SegmentState]) {
         self.progress = progress
         for (index, state) in segmentStates.enumerated() where index < segments.count {
             segments[index].state = state

@@ -52,8 +52,8 @@ struct JobRecovery: Sendable {
         } else {
             record.state = .failure
             record.error = JobErrorRecord(code: APIError.Code.interrupted.rawValue, message: message)
-            for index in record.segments.indices where record.segments[index].state != "done" {
-                record.segments[index].state = "failed"
+            for index in record.segments.indices where record.segments[index].state != .done {
+                record.segments[index].state = .failed
             }
             logger.warning("job interrupted", metadata: ["job": "\(record.id)", "detail": "\(message)"])
         }

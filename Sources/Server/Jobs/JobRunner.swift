@@ -119,8 +119,8 @@ struct JobRunner: Sendable {
         record.finished = Time.now()
         record.apply(live.progress.snapshot())
         if newState != .success {
-            for index in record.segments.indices where record.segments[index].state != "done" {
-                record.segments[index].state = newState == .canceled ? "canceled" : "failed"
+            for index in record.segments.indices where record.segments[index].state != .done {
+                record.segments[index].state = newState == .canceled ? .canceled : .failed
             }
         }
         // Not written, the record on disk still says running, and the next start would take the job for
