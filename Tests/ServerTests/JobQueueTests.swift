@@ -340,6 +340,22 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         #expect(h.queue.user(ofBackup: "b1") == nil)
     }
 
+    @Test func aJournalEntryIsOnDiskBeforeTheJobGoesOn() async throws {
+        let h = try QueueHarness()
+        h.engine.holdRuns()
+        let id = try h.accepted(try await h.backup())
+        #expect(await h.engine.runStarted.wait())
+        try h.queue.runner.journal(id) { $0.segments[0].file = "journaled" }
+        #expect(h.onDisk(id)?.segments.map(\.file) == ["journaled"])
+        #expect(h.queue.job(id)?.segments.map(\.file) == ["journaled"])
+        try h.breakStateDir()
+        #expect(throws: FileSystemError.self) { try h.queue.runner.journal(id) { $0.segments[0].file = "lost" } }
+        #expect(h.queue.job(id)?.segments.map(\.file) == ["journaled"])
+        try h.repairStateDir()
+        h.engine.release.signal()
+        #expect(await h.ended.wait())
+    }
+
     @Test func recoveryDecidesOnTheEvidence() async throws {
         let h = try QueueHarness()
         let request = JobRequest(instance: 14, namespaces: ["x"], compress: nil, verify: true, threads: 0)

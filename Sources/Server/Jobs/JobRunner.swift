@@ -142,6 +142,16 @@ struct JobRunner: Sendable {
         return (record, saved)
     }
 
+    /// Records a fact about a running job on disk before the job goes on (for example the segments a restore
+    /// created, before it writes a byte into them), then publishes it. A throw means the fact is not on disk:
+    /// the caller must not go on (a crash would leave recovery without it).
+    func journal(_ id: String, _ change: (inout JobRecord) -> Void) throws(FileSystemError) {
+        guard var record = registry.admitted(id)?.record else { return }
+        change(&record)
+        try store.save(record)
+        registry.update(record)
+    }
+
     /// Writes the final records that could not be written when their jobs ended; true when none is left.
     @discardableResult
     func saveUnsaved() -> Bool {
