@@ -495,4 +495,30 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         registry.releaseBackup("x", for: "a")
         #expect(registry.user(ofBackup: "x") == nil)
     }
+
+    func record(_ id: String) -> JobRecord {
+        JobRecord(
+            id: id, type: .backup, state: .queued,
+            request: JobRequest(instance: 1, namespaces: ["x"], compress: nil, verify: true, threads: 0),
+            backup: id, path: "/nowhere/\(id)", created: 1, started: nil, finished: nil, pid: nil,
+            progress: ProgressRecord(), segments: [], error: nil)
+    }
+
+    @Test func idleIsSignalledWhenTheLastJobEnds() async throws {
+        let registry = JobRegistry()
+        #expect(await registry.idle(within: .seconds(60)))
+        try registry.admit(record("a"))
+        try registry.admit(record("b"))
+        #expect(await !registry.idle(within: .milliseconds(20)))
+        let waiting = Task { await registry.idle(within: .seconds(60)) }
+        registry.finish(record("a"), saved: true)
+        registry.withdraw(record("b"))
+        #expect(await waiting.value)
+        // A canceled wait returns at once, whatever the jobs do.
+        try registry.admit(record("c"))
+        let canceled = Task { await registry.waitUntilIdle() }
+        canceled.cancel()
+        await canceled.value
+        #expect(registry.activeCount == 1)
+    }
 }
