@@ -434,7 +434,7 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         try h.repairStateDir()
         // Bounded wait for the retrying thread (20 ms, 40 ms, ...), not a sleep standing in for a signal.
         let deadline = ContinuousClock.now + .seconds(20)
-        while h.onDisk(id)?.state != .success && ContinuousClock.now < deadline {
+        while (h.onDisk(id)?.state != .success || !h.queue.unsavedJobs.isEmpty) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
         #expect(h.onDisk(id)?.state == .success)
