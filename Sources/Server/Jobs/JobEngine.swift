@@ -58,7 +58,9 @@ struct LiveEngine: JobEngine {
         (try? BackupManifest.load(directory: directory)) != nil
     }
 
-    /// Removes the unattached segments of the record's keys that its (dead) process created.
+    /// Removes the unattached segments of the record's keys that its (dead) process created. With the restore
+    /// commit protocol (PROTOCOL.md) this becomes `Engine.recoverRestore(created:directory:)` on the created
+    /// segments the job journaled in its record (`JobRunner.journal`): `.committed` stays, the rest goes.
     func recoverRestore(_ record: JobRecord) -> RestoreEvidence {
         guard let dead = record.pid else { return .nothingCreated }
         let keys = record.segments.compactMap { SegmentKey(hex: $0.key) }
