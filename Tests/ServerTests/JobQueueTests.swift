@@ -373,8 +373,12 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         try h.makeBackup("complete")
         try FileManager.default.createDirectory(
             atPath: h.config.instances[0].backupPath + "/partial", withIntermediateDirectories: false)
+        let invalid = h.config.instances[0].backupPath + "/invalid"
+        try FileManager.default.createDirectory(atPath: invalid, withIntermediateDirectories: false)
+        #expect(FileManager.default.createFile(atPath: invalid + "/asmtd-manifest.json", contents: Data("{".utf8)))
         let records = [
             record("j1", .backup, backup: "complete"), record("j2", .backup, backup: "partial"),
+            record("j6", .backup, backup: "invalid"),
             record("j3", .restore, backup: "complete"), record("j4", .restore, backup: "complete"),
             record("j5", .restore, backup: "complete"),
         ]
@@ -391,6 +395,10 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         #expect(j["j2"]?.state == .failure && j["j2"]?.error?.code == "INTERRUPTED")
         #expect(j["j2"]?.error?.message.contains("incomplete backup directory") == true)
         #expect(FileSystem.kind(h.config.instances[0].backupPath + "/partial") == .missing)
+        // A manifest that cannot be read proves nothing: the directory stays.
+        #expect(j["j6"]?.state == .failure)
+        #expect(j["j6"]?.error?.message.contains("was left in place: manifest") == true, "\(j["j6"]?.error)")
+        #expect(FileSystem.kind(invalid) == .directory)
         #expect(j["j3"]?.state == .success)
         #expect(j["j4"]?.state == .failure)
         #expect(

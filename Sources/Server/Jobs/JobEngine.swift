@@ -16,10 +16,20 @@ protocol JobEngine: Sendable {
     ) throws(EngineError)
 
     /// Whether `directory` holds a complete backup (its manifest is there and reads).
-    func isCompleteBackup(directory: String) -> Bool
+    func backupEvidence(directory: String) -> BackupEvidence
     /// Start-up recovery of a restore whose record was left unfinished: what is left of the segments the job
     /// created, after removing those that are not committed.
     func recoverRestore(_ record: JobRecord) -> RestoreEvidence
+}
+
+/// What a backup directory says of the backup written into it.
+enum BackupEvidence: Sendable, Equatable {
+    /// The manifest is there and reads: the backup is complete.
+    case complete
+    /// No manifest: unfinished, its files may go.
+    case incomplete
+    /// The manifest cannot be read (I/O error, invalid): nothing may be concluded, nothing removed.
+    case unreadable(String)
 }
 
 /// What the engine found of an unfinished restore at start-up.
@@ -54,8 +64,12 @@ struct LiveEngine: JobEngine {
         try Engine.restore(plan, request: request, progress: progress, cancellation: cancellation)
     }
 
-    func isCompleteBackup(directory: String) -> Bool {
-        (try? BackupManifest.load(directory: directory)) != nil
+    func backupEvidence(directory: String) -> BackupEvidence {
+        do {
+            return try BackupManifest.load(directory: directory) == nil ? .incomplete : .complete
+        } catch {
+            return .unreadable(error.message)
+        }
     }
 
     /// Removes the unattached segments of the record's keys that its (dead) process created. With the restore

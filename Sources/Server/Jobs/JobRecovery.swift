@@ -17,9 +17,13 @@ struct JobRecovery: Sendable {
         var success = false
         switch record.type {
         case .backup:
-            if engine.isCompleteBackup(directory: record.path) {
+            switch engine.backupEvidence(directory: record.path) {
+            case .complete:
                 success = true
-            } else if FileSystem.kind(record.path) == .directory, isBelowBackupPath(record) {
+            case .unreadable(let why):
+                message += "; its backup directory \(record.path) was left in place: \(why)"
+            case .incomplete:
+                guard FileSystem.kind(record.path) == .directory, isBelowBackupPath(record) else { break }
                 do {
                     try FileSystem.removeTree(record.path)
                     message += "; its incomplete backup directory \(record.path) was removed"

@@ -187,9 +187,12 @@ struct JobRunner: Sendable {
         }
     }
 
-    /// The engine removes the files it wrote; the directory it created goes too, unless it is complete.
+    /// The engine removes the files it wrote; the directory it created goes too, unless it is complete (or its
+    /// manifest cannot be read, which proves nothing).
     private func removeIncompleteBackup(_ path: String) {
-        guard FileSystem.kind(path) == .directory, !engine.isCompleteBackup(directory: path) else { return }
+        guard FileSystem.kind(path) == .directory, engine.backupEvidence(directory: path) == .incomplete else {
+            return
+        }
         do {
             try FileSystem.removeTree(path)
         } catch {
