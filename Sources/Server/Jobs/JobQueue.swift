@@ -75,14 +75,12 @@ final class JobQueue: Sendable {
         let plan = try await Blocking.run { () throws(EngineError) -> BackupPlan in try engine.planBackup(request) }
             .mapError { APIError($0) }.get()
         if submission.dryRun { return .backupPlan(plan) }
-        let record = JobRecord(
-            id: id, type: .backup, state: .queued,
-            request: JobRequest(
+        let record = JobRecord.queued(
+            id, .backup,
+            JobRequest(
                 instance: instance.instance, namespaces: namespaces, compress: request.compress,
                 verify: request.verify, threads: request.threads),
-            backup: id, path: directory, created: Time.now(), started: nil, finished: nil, pid: nil,
-            progress: ProgressRecord(bytesTotal: plan.totalBytes, segmentsTotal: plan.segments.count),
-            segments: plan.segments.map(SegmentRecord.init), error: nil)
+            backup: id, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
         try accept(record)
         keep = true
         runner.start(record) { progress, token throws(EngineError) in
@@ -115,14 +113,12 @@ final class JobQueue: Sendable {
         let plan = try await Blocking.run { () throws(EngineError) -> RestorePlan in try engine.planRestore(request) }
             .mapError { APIError($0) }.get()
         if submission.dryRun { return .restorePlan(plan) }
-        let record = JobRecord(
-            id: id, type: .restore, state: .queued,
-            request: JobRequest(
+        let record = JobRecord.queued(
+            id, .restore,
+            JobRequest(
                 instance: instance.instance, namespaces: namespaces, compress: nil, verify: request.verify,
                 threads: request.threads),
-            backup: backup, path: directory, created: Time.now(), started: nil, finished: nil, pid: nil,
-            progress: ProgressRecord(bytesTotal: plan.totalBytes, segmentsTotal: plan.segments.count),
-            segments: plan.segments.map(SegmentRecord.init), error: nil)
+            backup: backup, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
         try accept(record)
         keep = true
         runner.start(record) { progress, token throws(EngineError) in

@@ -18,6 +18,18 @@ extension ProgressRecord {
 }
 
 extension JobRecord {
+    /// The record of a job just accepted to run a plan of `segments`.
+    static func queued(
+        _ id: String, _ type: JobType, _ request: JobRequest, backup: String, path: String,
+        segments: [PlannedSegment], totalBytes: UInt64
+    ) -> JobRecord {
+        JobRecord(
+            id: id, type: type, state: .queued, request: request, backup: backup, path: path, created: Time.now(),
+            started: nil, finished: nil, pid: nil,
+            progress: ProgressRecord(bytesTotal: totalBytes, segmentsTotal: segments.count),
+            segments: segments.map(SegmentRecord.init), error: nil)
+    }
+
     /// Applies the live progress of a running or finishing job (nothing until the engine has started it).
     mutating func apply(_ snapshot: ProgressSnapshot) {
         guard snapshot.segmentsTotal > 0 else { return }
