@@ -515,6 +515,7 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
     @Test func idleIsSignalledWhenTheLastJobEnds() async throws {
         let registry = JobRegistry()
         #expect(await registry.idle(within: .seconds(60)))
+        #expect(await registry.idle(within: .zero))
         try registry.admit(record("a"))
         try registry.admit(record("b"))
         #expect(await !registry.idle(within: .milliseconds(20)))

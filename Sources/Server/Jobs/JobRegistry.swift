@@ -206,7 +206,8 @@ final class JobRegistry: Sendable {
 
     /// True when no accepted job is left unfinished within `timeout`.
     func idle(within timeout: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
+        if activeCount == 0 { return true }
+        return await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 await self.waitUntilIdle()
                 return self.activeCount == 0
