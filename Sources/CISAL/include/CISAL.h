@@ -52,6 +52,10 @@ typedef struct {
     uint32_t uid, gid, mode, cuid, cgid;
     int32_t cpid;
     int64_t ctime;
+    /* Last shmat/shmdt: pid and times (seconds). */
+    int32_t lpid;
+    int64_t atime;
+    int64_t dtime;
 } cisal_shm_info;
 
 /* Highest used index in the kernel's segment table (SHM_INFO), or -1 with errno. */

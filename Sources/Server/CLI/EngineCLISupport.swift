@@ -63,7 +63,12 @@ enum EngineCLI {
     /// Prints one error line and returns the exit code to throw.
     static func fail(_ error: EngineError) -> ExitCode {
         FileHandle.standardError.write(Data("asmtd: error: \(error.code.rawValue): \(error.message)\n".utf8))
-        return ExitCode(error.code == .canceled ? 130 : 1)
+        switch error.code {
+        case .canceled: return ExitCode(130)
+        // EX_TEMPFAIL: another job holds the instance or the directory; retrying later can succeed.
+        case .instanceBusy, .backupBusy: return ExitCode(75)
+        default: return ExitCode(1)
+        }
     }
 
     static func fail(message: String) -> ExitCode {
