@@ -3,7 +3,9 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
@@ -272,3 +274,7 @@ void cisal_prefault_write(void *addr, uint64_t len) {
 
 int cisal_ipc_creat(void) { return IPC_CREAT; }
 int cisal_ipc_excl(void) { return IPC_EXCL; }
+
+int cisal_rename_noreplace(const char *from, const char *to) {
+    return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+}

@@ -75,6 +75,8 @@ void *cisal_shm_attach(int shmid, int readonly);
 int cisal_shm_detach(const void *addr);
 /* Populates (prefaults) pages of a writable mapping; falls back to touching one byte per page. */
 void cisal_prefault_write(void *addr, uint64_t len);
+/* renameat2(RENAME_NOREPLACE) between two paths: 0, or -1 with errno (EEXIST; EINVAL where unsupported). */
+int cisal_rename_noreplace(const char *from, const char *to);
 /* Flag values for cisal_shm_get. */
 int cisal_ipc_creat(void);
 int cisal_ipc_excl(void);

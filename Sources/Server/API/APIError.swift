@@ -39,7 +39,8 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
             case .unauthorized: 401
             case .notFound, .jobNotFound, .backupNotFound: 404
             case .instanceBusy, .serverRunning, .segmentsExist, .filesExist, .jobFinished, .backupInUse,
-                .backupBusy: 409
+                .backupBusy:
+                409
             case .unknownInstance, .unknownNamespace, .namespaceNotFound, .noCompleteBackup, .backupIncomplete,
                 .uncleanShutdown, .invalidSegments, .invalidBackup, .verifyFailed, .invalidRequest:
                 422
