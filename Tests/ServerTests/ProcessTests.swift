@@ -79,6 +79,7 @@ extension ShmTests {
                 service:
                   http: {port: 0}
                   state-dir: state
+                  runtime-dir: run
                   shutdown-timeout: 10000
                 \(extra)
                 instances:

@@ -1,4 +1,5 @@
 import Glibc
+import ShmEngine
 
 /// Log levels accepted in `service.logger.level` (ABS names; TRACE is DEBUG, WARNING is WARN).
 enum LogLevelSetting: String, Sendable, CaseIterable {
@@ -33,6 +34,8 @@ struct ServiceSettings: Sendable, Equatable {
     var logLevel = LogLevelSetting.info
     var logFormat = LogFormatSetting.plain
     var stateDir = ""
+    /// Where the per-instance lock files live (`InstanceLock`), shared with the CLI's jobs.
+    var runtimeDir = InstanceLock.defaultRuntimeDirectory
     var jobsKept = 1000
     var shutdownTimeoutMs = 30000
 }
@@ -133,7 +136,7 @@ struct ConfigReader {
     }
 
     mutating func readService(_ node: YAMLNode, into service: inout ServiceSettings) {
-        let known = ["http", "auth", "logger", "state-dir", "jobs-kept", "shutdown-timeout"]
+        let known = ["http", "auth", "logger", "state-dir", "runtime-dir", "jobs-kept", "shutdown-timeout"]
         guard let map = fields(node, "service", known: known) else { return }
         if let http = map["http"] {
             let keys = ["address", "port", "timeout", "idle-timeout", "max-connections", "max-body"]
@@ -184,6 +187,10 @@ struct ConfigReader {
         if let v = map["state-dir"], let s = nonEmptyString(v, "service.state-dir") {
             service.stateDir = Paths.resolve(s, against: baseDirectory)
             lines["service.state-dir"] = v.line
+        }
+        if let v = map["runtime-dir"], let s = nonEmptyString(v, "service.runtime-dir") {
+            service.runtimeDir = Paths.resolve(s, against: baseDirectory)
+            lines["service.runtime-dir"] = v.line
         }
         if let v = map["jobs-kept"], let n = int(v, "service.jobs-kept", 1...1_000_000) { service.jobsKept = n }
         if let v = map["shutdown-timeout"], let n = int(v, "service.shutdown-timeout", 0...86_400_000) {

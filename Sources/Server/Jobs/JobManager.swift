@@ -21,6 +21,8 @@ final class JobManager: Sendable {
         var records: [String: JobRecord] = [:]
         /// instance → id of the job holding it (reserved from submission to the job's end).
         var busy: [Int: String] = [:]
+        /// instance → its host-wide lock (`InstanceLock`), held as long as `busy` names a job for it.
+        var instanceLocks: [Int: InstanceLock] = [:]
         var live: [String: Live] = [:]
         /// backup id → id of the job reading or writing it.
         var backupsInUse: [String: String] = [:]
@@ -219,11 +221,22 @@ final class JobManager: Sendable {
             return nil
         }
         if let result { throw result }
+        // The host-wide lock too, so that a CLI job (or another service) on the instance refuses, and is refused.
+        do throws(EngineError) {
+            let lock = try InstanceLock.acquire(
+                instance: instance, runtimeDirectory: config.service.runtimeDir, holder: "asmtd service job \(job)")
+            state.withLock { $0.instanceLocks[instance] = lock }
+        } catch {
+            release(instance: instance, job: job)
+            throw APIError(error)
+        }
     }
 
     private func release(instance: Int, job: String) {
         state.withLock { s in
-            if s.busy[instance] == job { s.busy[instance] = nil }
+            guard s.busy[instance] == job else { return }
+            s.busy[instance] = nil
+            s.instanceLocks.removeValue(forKey: instance)?.release()
         }
     }
 
@@ -359,7 +372,11 @@ final class JobManager: Sendable {
         state.withLock { s in
             s.records[id] = final
             s.live[id] = nil
-            if s.busy[final.request.instance] == id { s.busy[final.request.instance] = nil }
+            if s.busy[final.request.instance] == id {
+                s.busy[final.request.instance] = nil
+                // Released in the same step: a client that sees the job finished finds the instance free.
+                s.instanceLocks.removeValue(forKey: final.request.instance)?.release()
+            }
             if s.backupsInUse[final.backup] == id { s.backupsInUse[final.backup] = nil }
             s.threads -= 1
         }
