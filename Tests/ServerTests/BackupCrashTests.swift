@@ -4,58 +4,18 @@ import ShmEngine
 import Testing
 
 /// A CLI `asmtd` child with its own runtime directory, optionally under `prlimit`.
-final class CLIChild: @unchecked Sendable {
-    let process = Process()
-    private let output = Pipe()
-    private let lock = NSLock()
-    private var log = ""
-
-    init(_ arguments: [String], runtimeDir: String, openFiles: Int? = nil) throws {
-        if let openFiles {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-            process.arguments = ["--nofile=\(openFiles):\(openFiles)", AsmtdProcess.binary] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: AsmtdProcess.binary)
-            process.arguments = arguments
-        }
-        var environment = ProcessInfo.processInfo.environment
-        environment["ASMTD_RUNTIME_DIR"] = runtimeDir
-        process.environment = environment
-        process.standardOutput = output
-        process.standardError = output
-        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.withLock { self.log += String(decoding: data, as: UTF8.self) }
-        }
-        try process.run()
-    }
-
-    var text: String { lock.withLock { log } }
-    var pid: Int32 { process.processIdentifier }
-
-    /// Waits for the exit (blocking: call it off the cooperative pool, see `CLIChild.run`).
-    func wait() -> Int32 {
-        process.waitUntilExit()
-        output.fileHandleForReading.readabilityHandler = nil
-        let rest = output.fileHandleForReading.readDataToEndOfFile()
-        lock.withLock { log += String(decoding: rest, as: UTF8.self) }
-        return process.terminationStatus
-    }
-
-    func kill() { Glibc.kill(process.processIdentifier, SIGKILL) }
-
-    deinit {
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+enum CLIChild {
+    static func start(_ arguments: [String], runtimeDir: String, openFiles: Int? = nil) throws -> AsmtdProcess {
+        try AsmtdProcess(arguments, environment: ["ASMTD_RUNTIME_DIR": runtimeDir], openFiles: openFiles)
     }
 
     /// Runs to the end on a Dispatch thread; returns the exit status and the output.
     static func run(
         _ arguments: [String], runtimeDir: String, openFiles: Int? = nil
     ) async throws -> (status: Int32, text: String) {
-        let child = try CLIChild(arguments, runtimeDir: runtimeDir, openFiles: openFiles)
+        let child = try start(arguments, runtimeDir: runtimeDir, openFiles: openFiles)
         return await offPool {
-            let status = child.wait()
+            let status = child.waitAndDrain()
             return (status, child.text)
         }
     }
@@ -96,6 +56,13 @@ final class CrashSegments: @unchecked Sendable {
     }
 
     var base: LiveSegment { created.first { $0.key.kind == .base }! }
+
+    /// Four primary stages of 32 MiB and a data stage: a job of a second or so with one thread.
+    static func fourStages(_ name: String, nsid: Int) -> SyntheticNamespace {
+        SyntheticNamespace(
+            name: name, nsid: nsid, primaryStages: 4, stageSize: 32 << 20, secondaryStages: 0, dataStages: 1,
+            seed: UInt64(40 + nsid))
+    }
 }
 
 /// Independent reader of a (plain) backup directory after a kill: nothing restorable as a complete primary index
@@ -167,7 +134,7 @@ extension ShmTests {
                 let instant =
                     phase.map { "kill once \($0) exists" }
                     ?? String(format: "kill at %.0f%% (%.3f s of %.3f s)", fractions[index] * 100, delay, duration)
-                let child = try CLIChild(arguments(directory), runtimeDir: runtime)
+                let child = try CLIChild.start(arguments(directory), runtimeDir: runtime)
                 await offPool {
                     if let phase {
                         while child.process.isRunning {
@@ -180,8 +147,8 @@ extension ShmTests {
                     } else {
                         usleep(UInt32(delay * 1_000_000))
                     }
-                    child.kill()
-                    _ = child.wait()
+                    child.signal(SIGKILL)
+                    _ = child.waitAndDrain()
                 }
                 if checkAfterKill(directory, segments, instant: instant) {
                     complete += 1
@@ -207,15 +174,11 @@ extension ShmTests {
         }
 
         @Test func aServerAttachingAfterTheCopyFailsTheBackupAndNothingIsPublished() async throws {
-            let segments = try await CrashSegments(
-                instance: 15,
-                SyntheticNamespace(
-                    name: "crash-attach", nsid: 2, primaryStages: 4, stageSize: 32 << 20, secondaryStages: 0,
-                    dataStages: 1, seed: 42))
+            let segments = try await CrashSegments(instance: 15, CrashSegments.fourStages("crash-attach", nsid: 2))
             defer { segments.remove() }
             let temp = try TemporaryDirectory()
             let directory = temp.path + "/b"
-            let child = try CLIChild(
+            let child = try CLIChild.start(
                 ["backup", "--instance", "15", "--namespace", "crash-attach", "--path", directory, "--threads", "1"],
                 runtimeDir: temp.path + "/run")
             // One thread copies the files in plan order: once the treex file exists, the base is copied and detached.
@@ -232,18 +195,14 @@ extension ShmTests {
             }
             defer { if let address = UnsafeMutableRawPointer(bitPattern: attached) { shmdt(address) } }
             #expect(attached != 0)
-            let status = await offPool { child.wait() }
+            let status = await offPool { child.waitAndDrain() }
             #expect(status == 1, "\(child.text)")
             #expect(child.text.contains("SERVER_RUNNING"), "\(child.text)")
             #expect(!FileManager.default.fileExists(atPath: directory), "published or left: \(directory)")
         }
 
         @Test func twoBackupsIntoOneDirectoryOneIsRefusedBackupBusy() async throws {
-            let first = try await CrashSegments(
-                instance: 15,
-                SyntheticNamespace(
-                    name: "crash-one", nsid: 3, primaryStages: 4, stageSize: 32 << 20, secondaryStages: 0,
-                    dataStages: 1, seed: 43))
+            let first = try await CrashSegments(instance: 15, CrashSegments.fourStages("crash-one", nsid: 3))
             defer { first.remove() }
             let second = try await CrashSegments(
                 instance: 14, SyntheticNamespace(name: "crash-two", nsid: 30, stageSize: 1 << 20, seed: 44))
@@ -251,7 +210,7 @@ extension ShmTests {
             let temp = try TemporaryDirectory()
             let directory = temp.path + "/b"
             let runtime = temp.path + "/run"
-            let running = try CLIChild(
+            let running = try CLIChild.start(
                 ["backup", "--instance", "15", "--namespace", "crash-one", "--path", directory, "--threads", "1"],
                 runtimeDir: runtime)
             // Once a staging file exists, the first backup holds the directory's lock.
@@ -266,7 +225,7 @@ extension ShmTests {
             #expect(holding)
             let refused = try await CLIChild.run(
                 ["backup", "--instance", "14", "--namespace", "crash-two", "--path", directory], runtimeDir: runtime)
-            let status = await offPool { running.wait() }
+            let status = await offPool { running.waitAndDrain() }
             #expect(status == 0, "\(running.text)")
             #expect(refused.status == 75, "\(refused.text)")
             #expect(refused.text.contains("BACKUP_BUSY"), "\(refused.text)")

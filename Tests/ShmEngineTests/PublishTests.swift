@@ -230,3 +230,76 @@ import Testing
         }
     }
 }
+
+/// The publisher on plain files (no shared memory): order, no replacing, and the undo.
+@Suite struct PublisherTests {
+    private func files(_ directory: String) -> [BackupFileState] {
+        [SegmentKind.base, .treex, .primaryStage].enumerated().map { index, kind in
+            let key = SegmentKey(kind: kind, instance: 3, nsid: 4)
+            let segment = PlannedSegment(
+                key: key, kind: kind, namespace: "n", size: 1, file: key.fileName(compressed: false),
+                compressed: false, uid: 0, gid: 0, mode: 0o600)
+            let file = BackupFileState(index: index, segment: segment, directory: directory, chunkSize: 1)
+            Fixture.writeFile(file.stagingPath, [UInt8(index)])
+            file.created = true
+            return file
+        }
+    }
+
+    private func manifest(_ files: [BackupFileState]) -> BackupManifest {
+        BackupManifest(
+            formatVersion: 1, toolVersion: "t", host: "h", instance: 3, created: "", namespaces: [],
+            segments: files.map {
+                ManifestSegment(
+                    key: $0.segment.key, kind: $0.segment.kind, namespace: "n", file: $0.segment.file, size: 1,
+                    compressed: false, fileSize: 1, crc32: 0, uid: 0, gid: 0, mode: 0o600, started: "", finished: "")
+            })
+    }
+
+    private func names(_ directory: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+    }
+
+    @Test func publishesEveryFileThenTheManifest() throws {
+        try Fixture.withTemporaryDirectory { directory in
+            let files = files(directory)
+            let publisher = BackupPublisher(directory: directory, createdDirectory: false)
+            try publisher.publish(manifest(files), files: files, cancellation: CancellationToken())
+            #expect(names(directory) == ["ae304000.dat", "ae304001.dat", "ae304100.dat", BackupManifest.fileName])
+            #expect(try BackupManifest.load(directory: directory) == manifest(files))
+            #expect(Fixture.fileBytes(directory + "/ae304001.dat") == [1])
+        }
+    }
+
+    /// A file that appeared under a real name is never replaced: the publication fails and is undone, and the
+    /// foreign file stays.
+    @Test func neverReplacesAFileAndUndoesWhatItRenamed() throws {
+        try Fixture.withTemporaryDirectory { directory in
+            let files = files(directory)
+            Fixture.writeFile(directory + "/ae304000.dat", [9])
+            let publisher = BackupPublisher(directory: directory, createdDirectory: false)
+            Fixture.expectCode(.filesExist) {
+                try publisher.publish(manifest(files), files: files, cancellation: CancellationToken())
+            }
+            publisher.withdraw(files)
+            #expect(names(directory) == ["ae304000.dat"])
+            #expect(Fixture.fileBytes(directory + "/ae304000.dat") == [9])
+        }
+    }
+
+    @Test func aCancelBeforeTheRenamesPublishesNothing() throws {
+        try Fixture.withTemporaryDirectory { temp in
+            let directory = temp + "/b"
+            #expect(mkdir(directory, 0o700) == 0)
+            let files = files(directory)
+            let cancelled = CancellationToken()
+            cancelled.cancel()
+            let publisher = BackupPublisher(directory: directory, createdDirectory: true)
+            Fixture.expectCode(.canceled) {
+                try publisher.publish(manifest(files), files: files, cancellation: cancelled)
+            }
+            publisher.withdraw(files)
+            #expect(!FileManager.default.fileExists(atPath: directory))
+        }
+    }
+}
