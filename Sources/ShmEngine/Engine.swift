@@ -103,6 +103,9 @@ public enum Engine {
     public static func restore(
         _ plan: RestorePlan, request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError) {
+        // Read under the directory's shared lock: no backup writes into it or cleans it meanwhile (`.backupBusy`).
+        let directoryLock = try DirectoryLock.shared(request.directory)
+        defer { directoryLock.release() }
         let fresh = try planRestore(request)
         guard fresh.directory == plan.directory, same(fresh.segments, plan.segments) else {
             throw EngineError(.invalidBackup, "the backup files changed since the restore was planned; plan again")

@@ -182,11 +182,16 @@ import Testing
                 reader.release()
                 second.release()
                 _ = try run(request)
+                // A restore reads under the shared lock: refused while a backup holds the directory.
+                let writer = try DirectoryLock.exclusive(directory)
+                Fixture.expectCode(.backupBusy) { _ = try DirectoryLock.shared(directory) }
+                let restore = RestoreRequest(instance: 14, namespaces: ["dirlock"], directory: directory)
+                let plan = RestorePlan(instance: 14, directory: directory, namespaces: [], segments: [], totalBytes: 0)
                 Fixture.expectCode(.backupBusy) {
-                    let lock = try DirectoryLock.exclusive(directory)
-                    _ = try DirectoryLock.shared(directory)
-                    lock.release()
+                    try Engine.restore(
+                        plan, request: restore, progress: JobProgress(), cancellation: CancellationToken())
                 }
+                writer.release()
             }
         }
     }
