@@ -102,7 +102,10 @@ import Testing
                 let watcher = Thread {
                     while !finished.isCancelled {
                         let before = progress.snapshot()
-                        guard before.segmentsDone > 0 else { continue }
+                        guard before.segmentsDone > 0 else {
+                            usleep(100)
+                            continue
+                        }
                         let listing = names(directory)
                         let after = progress.snapshot()
                         if after.segmentsDone < after.segmentsTotal { observations.withLock { $0.append(listing) } }
