@@ -36,17 +36,54 @@ public enum Engine {
             request, segments: segments, existingFiles: files, manifestPresent: manifestPresent)
     }
 
-    /// Runs a plan. On failure or cancellation removes every file it wrote (all kinds) and throws.
-    /// Writes the manifest last, atomically; returns it.
+    /// Runs a plan. Holds the directory's lock (`DirectoryLock.exclusive`, else `.backupBusy`) for the whole run,
+    /// first removes the leftovers of an interrupted backup there (`removeStaging`), then writes every file under
+    /// a staging name and publishes them only once all are written, synced, verified and every segment is found
+    /// unattached and unchanged since its copy (else `.serverRunning`): the base files last, then the manifest,
+    /// atomically. On failure or cancellation removes every file it wrote (all kinds) and throws.
     public static func backup(
         _ plan: BackupPlan, request: BackupRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError) -> BackupManifest {
-        // Re-plan: the segments must not have changed since the caller's plan.
-        let fresh = try planBackup(request)
-        guard fresh.directory == plan.directory, same(fresh.segments, plan.segments) else {
-            throw EngineError(.invalidSegments, "the segments changed since the backup was planned; plan again")
+        let directory = request.directory
+        _ = try RequestValidation.check(
+            instance: request.instance, namespaces: request.namespaces, directory: directory,
+            threads: request.threads)
+        var createdDirectory = false
+        switch try FileIO.kind(directory) {
+        case .directory: break
+        case .other: throw EngineError(.io, "\(directory) is not a directory")
+        case .missing:
+            guard mkdir(directory, 0o700) == 0 else {
+                throw EngineError(.io, "cannot create directory \(directory): \(errnoText())")
+            }
+            createdDirectory = true
         }
-        return try BackupRunner.run(fresh, request: request, progress: progress, cancellation: cancellation)
+        // Only a holder of the lock removes the directory it created: a concurrent backup may already use it.
+        let lock = try DirectoryLock.exclusive(directory)
+        defer { lock.release() }
+        do throws(EngineError) {
+            _ = try BackupStaging.clean(directory: directory)
+            // Re-plan: the segments must not have changed since the caller's plan.
+            let fresh = try planBackup(request)
+            guard fresh.directory == plan.directory, same(fresh.segments, plan.segments) else {
+                throw EngineError(.invalidSegments, "the segments changed since the backup was planned; plan again")
+            }
+            return try BackupRunner.run(
+                fresh, request: request, progress: progress, cancellation: cancellation,
+                createdDirectory: createdDirectory)
+        } catch {
+            if createdDirectory { rmdir(directory) }
+            throw error
+        }
+    }
+
+    /// Removes what an interrupted backup left in `directory` (staging files, and the files of an unfinished
+    /// publication, base files first); completes a publication that lacked only the manifest's rename. Takes the
+    /// directory's lock (`.backupBusy` while a backup or a restore holds it). Returns the names removed.
+    public static func removeStaging(directory: String) throws(EngineError) -> [String] {
+        let lock = try DirectoryLock.exclusive(directory)
+        defer { lock.release() }
+        return try BackupStaging.clean(directory: directory)
     }
 
     public static func planRestore(_ request: RestoreRequest) throws(EngineError) -> RestorePlan {
@@ -66,6 +103,9 @@ public enum Engine {
     public static func restore(
         _ plan: RestorePlan, request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError) {
+        // Read under the directory's shared lock: no backup writes into it or cleans it meanwhile (`.backupBusy`).
+        let directoryLock = try DirectoryLock.shared(request.directory)
+        defer { directoryLock.release() }
         let fresh = try planRestore(request)
         guard fresh.directory == plan.directory, same(fresh.segments, plan.segments) else {
             throw EngineError(.invalidBackup, "the backup files changed since the restore was planned; plan again")

@@ -51,6 +51,11 @@ public struct BackupManifest: Sendable, Codable, Equatable {
 
     /// nil when the directory has no manifest (incomplete, or written by asmt).
     public static func load(directory: String) throws(EngineError) -> BackupManifest? {
+        try load(directory: directory, fileName: fileName)
+    }
+
+    /// `fileName` other than the manifest's: the pending manifest of a backup being published.
+    static func load(directory: String, fileName: String) throws(EngineError) -> BackupManifest? {
         let path = directory + "/" + fileName
         var st = stat()
         if lstat(path, &st) != 0 {

@@ -55,6 +55,10 @@ enum BackupPlanner {
             throw EngineError(
                 .filesExist, "\(request.directory) already holds a completed backup (\(BackupManifest.fileName))")
         }
+        // A base or data segment whose name cannot be read might belong to any namespace: never skip it silently.
+        if let bad = mine.first(where: { $0.unreadable != nil && [.base, .dataStage].contains($0.live.key.kind) }) {
+            throw EngineError(.system, bad.unreadable ?? "")
+        }
         var namespaces: [PlannedNamespace] = []
         var planned: [PlannedSegment] = []
         for name in names {
@@ -70,6 +74,9 @@ enum BackupPlanner {
             let nsid = base.live.key.nsid
             let group = mine.filter {
                 $0.live.key.kind == .dataStage ? sameName($0.facts.namespace, name) : $0.live.key.nsid == nsid
+            }
+            if let bad = group.first(where: { $0.unreadable != nil }) {
+                throw EngineError(.system, bad.unreadable ?? "")
             }
             if let attached = group.first(where: { $0.live.attachCount > 0 }) {
                 throw EngineError(

@@ -5,6 +5,8 @@ import Glibc
 struct ScannedSegment: Sendable {
     var live: LiveSegment
     var facts: SegmentFacts
+    /// Why the first bytes could not be read (the facts are then empty).
+    var unreadable: String? = nil
 }
 
 /// A segment attached to this process. Raw pointers cross worker threads only inside the engine.
@@ -81,15 +83,21 @@ public enum SharedMemory {
                 key: key, shmid: info.shmid, size: info.size, attachCount: Int(info.nattch), uid: info.uid,
                 gid: info.gid, mode: info.mode & 0o777, creatorPID: info.cpid)
             var facts = SegmentFacts()
+            var unreadable: String?
             let length = SegmentFacts.prefixLength(kind: key.kind)
             if length > 0 {
-                guard let prefix = readPrefix(shmid: info.shmid, size: info.size, length: length) else {
-                    continue  // vanished during the walk
+                if let prefix = ListingCache.prefix(shmid: info.shmid)
+                    ?? readPrefix(shmid: info.shmid, size: info.size, length: length)
+                {
+                    facts = SegmentFacts.read(kind: key.kind, prefix: prefix)
+                    live.namespace = facts.namespace
+                } else {
+                    let code = errno
+                    guard stat(shmid: info.shmid) != nil else { continue }  // vanished during the walk
+                    unreadable = "cannot attach segment \(key.hex) to read its header: \(errnoText(code))"
                 }
-                facts = SegmentFacts.read(kind: key.kind, prefix: prefix)
-                live.namespace = facts.namespace
             }
-            result.append(ScannedSegment(live: live, facts: facts))
+            result.append(ScannedSegment(live: live, facts: facts, unreadable: unreadable))
         }
         for index in result.indices where result[index].live.attachCount > 0 {
             guard let settled = settledAttachCount(shmid: result[index].live.shmid, atMost: 0) else { continue }

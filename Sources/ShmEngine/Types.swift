@@ -144,6 +144,10 @@ public struct EngineError: Error, Sendable, CustomStringConvertible, Equatable {
         case io = "IO_ERROR"
         /// Shm calls refused, out of memory, ...
         case system = "SYSTEM_ERROR"
+        /// Another job (this process, another asmtd, the CLI) holds the instance's lock.
+        case instanceBusy = "INSTANCE_BUSY"
+        /// Another backup holds the backup directory's lock (or a restore reads it).
+        case backupBusy = "BACKUP_BUSY"
     }
 
     public var code: Code

@@ -14,6 +14,7 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case filesExist = "FILES_EXIST"
         case jobFinished = "JOB_FINISHED"
         case backupInUse = "BACKUP_IN_USE"
+        case backupBusy = "BACKUP_BUSY"
         case unknownInstance = "UNKNOWN_INSTANCE"
         case unknownNamespace = "UNKNOWN_NAMESPACE"
         case namespaceNotFound = "NAMESPACE_NOT_FOUND"
@@ -37,7 +38,9 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
             case .invalidJSON, .invalidField, .invalidQuery: 400
             case .unauthorized: 401
             case .notFound, .jobNotFound, .backupNotFound: 404
-            case .instanceBusy, .serverRunning, .segmentsExist, .filesExist, .jobFinished, .backupInUse: 409
+            case .instanceBusy, .serverRunning, .segmentsExist, .filesExist, .jobFinished, .backupInUse,
+                .backupBusy:
+                409
             case .unknownInstance, .unknownNamespace, .namespaceNotFound, .noCompleteBackup, .backupIncomplete,
                 .uncleanShutdown, .invalidSegments, .invalidBackup, .verifyFailed, .invalidRequest:
                 422

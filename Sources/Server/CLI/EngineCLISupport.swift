@@ -56,10 +56,21 @@ enum EngineCLI {
         return try await blocking(body)
     }
 
+    /// The instance's lock for a CLI job (runtime directory from `ASMTD_RUNTIME_DIR`, else /run/asmtd): the
+    /// service and other asmtd commands then refuse the instance with INSTANCE_BUSY until this job ends.
+    static func lockInstance(_ instance: Int, job: String) throws(EngineError) -> InstanceLock {
+        try InstanceLock.acquire(instance: instance, holder: "asmtd \(job) (CLI)")
+    }
+
     /// Prints one error line and returns the exit code to throw.
     static func fail(_ error: EngineError) -> ExitCode {
         FileHandle.standardError.write(Data("asmtd: error: \(error.code.rawValue): \(error.message)\n".utf8))
-        return ExitCode(error.code == .canceled ? 130 : 1)
+        switch error.code {
+        case .canceled: return ExitCode(130)
+        // EX_TEMPFAIL: another job holds the instance or the directory; retrying later can succeed.
+        case .instanceBusy, .backupBusy: return ExitCode(75)
+        default: return ExitCode(1)
+        }
     }
 
     static func fail(message: String) -> ExitCode {

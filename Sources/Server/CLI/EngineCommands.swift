@@ -92,6 +92,8 @@ struct BackupCommand: AsyncParsableCommand {
         do {
             manifest = try await EngineCLI.withProgress("backup", progress: progress, token: token) {
                 () throws(EngineError) in
+                let lock = try EngineCLI.lockInstance(request.instance, job: "backup to \(request.directory)")
+                defer { lock.release() }
                 let plan = try Engine.planBackup(request)
                 return try Engine.backup(plan, request: request, progress: progress, cancellation: token)
             }
@@ -134,6 +136,8 @@ struct RestoreCommand: AsyncParsableCommand {
         do {
             plan = try await EngineCLI.withProgress("restore", progress: progress, token: token) {
                 () throws(EngineError) in
+                let lock = try EngineCLI.lockInstance(request.instance, job: "restore from \(request.directory)")
+                defer { lock.release() }
                 let plan = try Engine.planRestore(request)
                 try Engine.restore(plan, request: request, progress: progress, cancellation: token)
                 return plan

@@ -15,6 +15,10 @@ protocol JobEngine: Sendable {
         _ plan: RestorePlan, request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError)
 
+    /// The host-wide lock of an instance (`InstanceLock`), held by the queue from a job's acceptance to its end so
+    /// that CLI jobs and the service exclude each other; `.instanceBusy` when another process holds it.
+    func lockInstance(_ instance: Int, runtimeDirectory: String, job: String) throws(EngineError) -> InstanceLock?
+
     /// Whether `directory` holds a complete backup (its manifest is there and reads).
     func backupEvidence(directory: String) -> BackupEvidence
     /// Start-up recovery of a restore whose record was left unfinished: what is left of the segments the job
@@ -42,8 +46,20 @@ enum RestoreEvidence: Sendable, Equatable {
     case nothingCreated
 }
 
+extension JobEngine {
+    /// Fakes take no host lock.
+    func lockInstance(_ instance: Int, runtimeDirectory: String, job: String) throws(EngineError) -> InstanceLock? {
+        nil
+    }
+}
+
 /// The engine on this host's shared memory and file systems.
 struct LiveEngine: JobEngine {
+    func lockInstance(_ instance: Int, runtimeDirectory: String, job: String) throws(EngineError) -> InstanceLock? {
+        try InstanceLock.acquire(
+            instance: instance, runtimeDirectory: runtimeDirectory, holder: "asmtd service job \(job)")
+    }
+
     func planBackup(_ request: BackupRequest) throws(EngineError) -> BackupPlan {
         try Engine.planBackup(request)
     }

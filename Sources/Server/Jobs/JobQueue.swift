@@ -59,6 +59,17 @@ final class JobQueue: Sendable {
 
     // MARK: submissions
 
+    /// Takes the instance's host-wide lock for a job that reserved the instance (CLI jobs take the same one).
+    private func holdInstance(_ instance: Int, job: String) throws(APIError) {
+        do throws(EngineError) {
+            if let lock = try engine.lockInstance(instance, runtimeDirectory: config.service.runtimeDir, job: job) {
+                registry.hold(lock, instance: instance, job: job)
+            }
+        } catch {
+            throw APIError(error)
+        }
+    }
+
     func submitBackup(_ submission: BackupSubmission) async throws(APIError) -> Submission {
         let instance = try instanceConfig(submission.instance)
         let namespaces = try checkNamespaces(submission.namespaces, instance)
@@ -66,6 +77,7 @@ final class JobQueue: Sendable {
         try registry.reserve(instance: instance.instance, job: id)
         var keep = false
         defer { if !keep { registry.release(instance: instance.instance, job: id) } }
+        try holdInstance(instance.instance, job: id)
         let directory = Paths.join(instance.backupPath, id)
         let request = BackupRequest(
             instance: instance.instance, namespaces: namespaces, directory: directory,
@@ -96,6 +108,7 @@ final class JobQueue: Sendable {
         try registry.reserve(instance: instance.instance, job: id)
         var keep = false
         defer { if !keep { registry.release(instance: instance.instance, job: id) } }
+        try holdInstance(instance.instance, job: id)
         let registry = self.registry
         let backup = try BackupSelection.choose(submission.backup, instance: instance, namespaces: namespaces) {
             backup in

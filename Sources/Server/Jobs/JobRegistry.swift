@@ -15,6 +15,8 @@ final class JobRegistry: Sendable {
         var records: [String: JobRecord] = [:]
         /// instance → id of the job holding it (reserved from submission to the job's end).
         var busy: [Int: String] = [:]
+        /// instance → its host-wide lock, held as long as `busy` names a job for it.
+        var instanceLocks: [Int: InstanceLock] = [:]
         var live: [String: Live] = [:]
         /// backup id → id of the job reading or writing it (or "deleting").
         var backupsInUse: [String: String] = [:]
@@ -68,9 +70,21 @@ final class JobRegistry: Sendable {
         if let refused { throw refused }
     }
 
+    /// Keeps the instance's host-wide lock with its reservation (released with it).
+    func hold(_ lock: InstanceLock, instance: Int, job: String) {
+        let kept = state.withLock { s in
+            guard s.busy[instance] == job else { return false }
+            s.instanceLocks[instance] = lock
+            return true
+        }
+        if !kept { lock.release() }
+    }
+
     func release(instance: Int, job: String) {
         state.withLock { s in
-            if s.busy[instance] == job { s.busy[instance] = nil }
+            guard s.busy[instance] == job else { return }
+            s.busy[instance] = nil
+            s.instanceLocks.removeValue(forKey: instance)?.release()
         }
     }
 
@@ -144,7 +158,10 @@ final class JobRegistry: Sendable {
             s.records[record.id] = record
             if !saved { s.unsaved.insert(record.id) }
             s.live[record.id] = nil
-            if s.busy[record.request.instance] == record.id { s.busy[record.request.instance] = nil }
+            if s.busy[record.request.instance] == record.id {
+                s.busy[record.request.instance] = nil
+                s.instanceLocks.removeValue(forKey: record.request.instance)?.release()
+            }
             if s.backupsInUse[record.backup] == record.id { s.backupsInUse[record.backup] = nil }
             return Self.deactivate(&s)
         }
