@@ -209,6 +209,9 @@ static void fill_info(int shmid, const struct shmid_ds *ds, cisal_shm_info *out)
     out->cgid = (uint32_t)ds->shm_perm.cgid;
     out->cpid = (int32_t)ds->shm_cpid;
     out->ctime = (int64_t)ds->shm_ctime;
+    out->lpid = (int32_t)ds->shm_lpid;
+    out->atime = (int64_t)ds->shm_atime;
+    out->dtime = (int64_t)ds->shm_dtime;
 }
 
 int cisal_shm_max_index(void) {

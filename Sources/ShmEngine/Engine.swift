@@ -73,20 +73,6 @@ public enum Engine {
         try RestoreRunner.run(fresh, request: request, progress: progress, cancellation: cancellation)
     }
 
-    /// Crash recovery: removes those of `keys` that exist, are unattached and were created by process `pid`.
-    /// Returns the keys removed.
-    public static func removeSegments(_ keys: [SegmentKey], createdBy pid: Int32) -> [SegmentKey] {
-        var removed: [SegmentKey] = []
-        for key in keys {
-            guard let shmid = SharedMemory.lookup(key), let info = SharedMemory.stat(shmid: shmid),
-                info.key == key.rawValue, info.cpid == pid,
-                SharedMemory.settledAttachCount(shmid: shmid, atMost: 0) == 0
-            else { continue }
-            if SharedMemory.remove(shmid: shmid) { removed.append(key) }
-        }
-        return removed
-    }
-
     static func same(_ a: [PlannedSegment], _ b: [PlannedSegment]) -> Bool {
         a.count == b.count
             && zip(a, b).allSatisfy {

@@ -52,6 +52,9 @@ typedef struct {
     uint32_t uid, gid, mode, cuid, cgid;
     int32_t cpid;
     int64_t ctime;
+    /* Last shmat/shmdt: its pid (as this process's PID namespace sees it) and times. */
+    int32_t lpid;
+    int64_t atime, dtime;
 } cisal_shm_info;
 
 /* Highest used index in the kernel's segment table (SHM_INFO), or -1 with errno. */

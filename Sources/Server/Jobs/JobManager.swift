@@ -84,19 +84,26 @@ final class JobManager: Sendable {
                 }
             }
         case .restore:
-            let keys = record.segments.compactMap { SegmentKey(hex: $0.key) }
-            if let dead = record.pid {
-                let removed = Engine.removeSegments(keys, createdBy: dead)
-                message += "; removed \(removed.count) segment(s) it had created"
-                let left = (try? SharedMemory.segments(instance: record.request.instance)) ?? []
-                let stuck = left.filter { keys.contains($0.key) && $0.creatorPID == dead }
+            // Matched by key and shmid as recorded before any byte was written: no pids (PID namespaces).
+            switch Engine.recoverRestore(created: record.createdSegments ?? [], directory: record.path) {
+            case .committed:
+                success = true
+                for index in record.segments.indices { record.segments[index].state = "done" }
+                record.progress.bytesDone = record.progress.bytesTotal
+                record.progress.segmentsDone = record.progress.segmentsTotal
+            case .removed(let removed, let stuck):
+                if record.createdSegments == nil {
+                    message += "; it had not recorded creating segments (uncommitted leftovers: asmtd cleanup)"
+                } else {
+                    message += "; removed \(removed.count) uncommitted segment(s) it had created"
+                }
                 if !stuck.isEmpty {
                     message +=
                         "; \(stuck.count) attached segment(s) could not be removed: "
-                        + stuck.map(\.key.hex).joined(separator: ", ")
+                        + stuck.map(\.hex).joined(separator: ", ")
                 }
-            } else {
-                message += "; it had not started creating segments"
+            case .kept(let reason):
+                message += "; its segments were left in place: \(reason)"
             }
         }
         record.finished = Time.now()
@@ -104,7 +111,7 @@ final class JobManager: Sendable {
             record.state = .success
             record.error = nil
             logger.warning(
-                "job finished its backup before the process stopped; marked success",
+                "job finished its \(record.type.rawValue) before the process stopped; marked success",
                 metadata: ["job": "\(record.id)"])
         } else {
             record.state = .failure
@@ -182,8 +189,10 @@ final class JobManager: Sendable {
             segments: plan.segments.map(SegmentRecord.init), error: nil)
         try accept(record)
         keep = true
-        start(record) { progress, token throws(EngineError) in
-            try Engine.restore(plan, request: request, progress: progress, cancellation: token)
+        var tracked = request
+        tracked.onCreated = { [self] created throws(EngineError) in try recordCreated(id, created) }
+        start(record) { [tracked] progress, token throws(EngineError) in
+            try Engine.restore(plan, request: tracked, progress: progress, cancellation: token)
         }
         return .accepted(record)
     }
@@ -306,6 +315,20 @@ final class JobManager: Sendable {
             logger.error("job finished", metadata: metadata)
         }
         prune()
+    }
+
+    /// A restore's segments exist, none is written yet: their record must be on disk before it goes on, so that
+    /// recovery after a crash finds exactly them.
+    private func recordCreated(_ id: String, _ created: [CreatedSegment]) throws(EngineError) {
+        guard var record = state.withLock({ $0.records[id] }) else { return }
+        record.createdSegments = created
+        do {
+            try store.save(record)
+        } catch {
+            throw EngineError(.io, "cannot write the job record: \(error)")
+        }
+        let saved = record
+        state.withLock { $0.records[id] = saved }
     }
 
     /// Records the start (with this process's pid, which crash recovery needs) on disk first, then
