@@ -37,6 +37,17 @@ public struct LeftoverSegment: Codable, Sendable, Equatable {
     public var namespace: String?
     /// True when the base of its instance and nsid is missing or has version word 0.
     public var uncommitted: Bool
+
+    public init(
+        key: SegmentKey, shmid: Int32, size: UInt64, attachCount: Int, namespace: String?, uncommitted: Bool
+    ) {
+        self.key = key
+        self.shmid = shmid
+        self.size = size
+        self.attachCount = attachCount
+        self.namespace = namespace
+        self.uncommitted = uncommitted
+    }
 }
 
 /// What `Engine.cleanup` removed and what it refused to touch.
