@@ -151,19 +151,34 @@ enum KillHarness {
     }
 }
 
+/// Failures found on a Dispatch thread, reported by the test itself (an issue recorded outside the test's task
+/// would not be attributed to it).
+final class Problems: @unchecked Sendable {
+    private let lock = NSLock()
+    private var found: [String] = []
+
+    var list: [String] { lock.withLock { found } }
+
+    func check(_ condition: Bool, _ what: @autoclosure () -> String = "") {
+        if !condition { lock.withLock { found.append(what()) } }
+    }
+}
+
 extension ShmTests {
     @Suite struct RestoreKillTests {
         /// SIGKILL at instants spread from 0 to beyond the end of an unkilled run: each leaves nothing, an
         /// uncommitted namespace, or the complete one; `asmtd cleanup` then leaves nothing, and a new restore
         /// succeeds.
         @Test func killedCLIRestoreLeavesNothingUsableHalfDone() async throws {
+            let problems = Problems()
             let report = try await KillHarness.offPool { () throws -> String in
-                try Self.killAtManyInstants()
+                try Self.killAtManyInstants(problems)
             }
+            #expect(problems.list.isEmpty, "\(problems.list)")
             print(report)  // instants and timings, for the record
         }
 
-        static func killAtManyInstants() throws -> String {
+        static func killAtManyInstants(_ problems: Problems) throws -> String {
             let nsid = 26
             let temp = try TemporaryDirectory()
             let directory = temp.path + "/backup"
@@ -184,7 +199,7 @@ extension ShmTests {
                 switch KillHarness.state(nsid: nsid, expected: expected, uid: 1234, gid: 2345, mode: 0o640) {
                 case .success(let state): return state
                 case .failure(let violation):
-                    Issue.record("\(violation.why)")
+                    problems.check(false, violation.why)
                     return nil
                 }
             }
@@ -193,9 +208,9 @@ extension ShmTests {
             let began = Date()
             let full = try KillHarness.run(binary, restore, environment: environment, outputPath: log)
             let duration = Date().timeIntervalSince(began)
-            #expect(full.status == 0, "\(full.output)")
-            #expect(classify() == .committed)
-            #expect(!FileManager.default.fileExists(atPath: journal))
+            problems.check(full.status == 0, "\(full.output)")
+            problems.check(classify() == .committed)
+            problems.check(!FileManager.default.fileExists(atPath: journal))
             KillHarness.removeAll(nsid: nsid)
 
             let instants = 28
@@ -211,7 +226,7 @@ extension ShmTests {
                 if outcome.killed {
                     killedRunning += 1
                 } else {
-                    #expect(outcome.status == 0, "step \(step): \(outcome.output)")
+                    problems.check(outcome.status == 0, "step \(step): \(outcome.output)")
                 }
                 guard let state = classify() else { continue }
                 seen[state, default: 0] += 1
@@ -225,27 +240,28 @@ extension ShmTests {
                     let analyzed = try KillHarness.run(
                         binary, ["analyze", "--instance", "15", "--namespace", "kill26", "--path", temp.path + "/x"],
                         environment: environment, outputPath: log)
-                    #expect(analyzed.status != 0 && analyzed.output.contains("INVALID_SEGMENTS"), "\(analyzed.output)")
+                    problems.check(
+                        analyzed.status != 0 && analyzed.output.contains("INVALID_SEGMENTS"), "\(analyzed.output)")
                 }
                 let cleaned = try KillHarness.run(binary, cleanup, environment: environment, outputPath: log)
-                #expect(cleaned.status == 0, "step \(step): \(cleaned.output)")
+                problems.check(cleaned.status == 0, "step \(step): \(cleaned.output)")
                 if state == .committed {
                     // Refused: a committed namespace is not a leftover.
-                    #expect(classify() == .committed, "step \(step): \(cleaned.output)")
+                    problems.check(classify() == .committed, "step \(step): \(cleaned.output)")
                     KillHarness.removeAll(nsid: nsid)
                 } else {
-                    #expect(KillHarness.live(nsid: nsid).isEmpty, "step \(step): \(cleaned.output)")
+                    problems.check(KillHarness.live(nsid: nsid).isEmpty, "step \(step): \(cleaned.output)")
                 }
-                #expect(!FileManager.default.fileExists(atPath: journal), "step \(step): \(cleaned.output)")
+                problems.check(!FileManager.default.fileExists(atPath: journal), "step \(step): \(cleaned.output)")
             }
             let loopSeconds = Date().timeIntervalSince(loopBegan)
             // The instants really fell inside the job, not only before or after it.
-            #expect(seen[.uncommitted, default: 0] >= 5, "\(seen)")
-            #expect(killedRunning >= 15, "\(killedRunning)")
+            problems.check(seen[.uncommitted, default: 0] >= 5, "\(seen)")
+            problems.check(killedRunning >= 15, "\(killedRunning)")
 
             let again = try KillHarness.run(binary, restore, environment: environment, outputPath: log)
-            #expect(again.status == 0, "\(again.output)")
-            #expect(classify() == .committed)
+            problems.check(again.status == 0, "\(again.output)")
+            problems.check(classify() == .committed)
             return String(
                 format: "kill test: %d instants over %.2f s runs, %d killed running, outcomes %@, loop %.1f s",
                 instants, duration, killedRunning, "\(seen)", loopSeconds)
@@ -254,6 +270,8 @@ extension ShmTests {
         /// 2,050 segments restored by a child limited to 256 open files (soft and hard): files are opened as the
         /// workers reach them.
         @Test func restoreOfThousandsOfSegmentsUnder256OpenFiles() async throws {
+            let problems = Problems()
+            defer { #expect(problems.list.isEmpty, "\(problems.list)") }
             try await KillHarness.offPool {
                 let nsid = 27
                 let temp = try TemporaryDirectory()
@@ -263,7 +281,7 @@ extension ShmTests {
                     dataStages: 1, seed: 27)
                 defer { KillHarness.removeAll(nsid: nsid) }
                 let expected = try KillHarness.backup(spec, into: directory, compress: false, plainFiles: true)
-                #expect(expected.count == 2051)
+                problems.check(expected.count == 2051)
                 let outcome = try KillHarness.run(
                     "/usr/bin/prlimit",
                     [
@@ -272,9 +290,9 @@ extension ShmTests {
                         "--path", directory, "--threads", "2",
                     ],
                     environment: ["ASMTD_RUNTIME_DIR": temp.path + "/run"], outputPath: temp.path + "/out.txt")
-                #expect(outcome.status == 0, "\(outcome.output)")
+                problems.check(outcome.status == 0, "\(outcome.output)")
                 let state = KillHarness.state(nsid: nsid, expected: expected, uid: 0, gid: 0, mode: 0o600)
-                #expect(state == .success(.committed))
+                problems.check(state == .success(.committed))
             }
         }
     }
