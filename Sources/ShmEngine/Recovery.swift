@@ -77,7 +77,7 @@ extension Engine {
 
     /// Seconds since the epoch at which this boot started (`btime` of /proc/stat); 0 when unknown.
     static func bootTime() -> Int64 {
-        guard let bytes = FileIO.readPrefix(path: "/proc/stat", length: 1 << 16) else { return 0 }
+        guard let bytes = try? FileIO.readPrefix(path: "/proc/stat", length: 1 << 16) else { return 0 }
         let text = String(decoding: bytes, as: UTF8.self)
         for line in text.split(separator: "\n") where line.hasPrefix("btime ") {
             return Int64(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) ?? 0

@@ -125,6 +125,8 @@ public struct RestorePlan: Sendable, Codable {
     public var namespaces: [PlannedNamespace]
     public var segments: [PlannedSegment]
     public var totalBytes: UInt64
+    /// Things the restore does differently from what the files say (e.g. owner or mode from the manifest).
+    public var warnings: [String] = []
 }
 
 public struct EngineError: Error, Sendable, CustomStringConvertible, Equatable {

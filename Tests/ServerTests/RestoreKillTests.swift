@@ -204,14 +204,17 @@ extension ShmTests {
                 }
             }
 
-            // An unkilled run: its length spreads the kill instants.
-            let began = Date()
-            let full = try KillHarness.run(binary, restore, environment: environment, outputPath: log)
-            let duration = Date().timeIntervalSince(began)
-            problems.check(full.status == 0, "\(full.output)")
-            problems.check(classify() == .committed)
-            problems.check(!FileManager.default.fileExists(atPath: journal))
-            KillHarness.removeAll(nsid: nsid)
+            // Two unkilled runs: the shorter one spreads the kill instants.
+            var duration = Double.infinity
+            for _ in 0..<2 {
+                let began = Date()
+                let full = try KillHarness.run(binary, restore, environment: environment, outputPath: log)
+                duration = min(duration, Date().timeIntervalSince(began))
+                problems.check(full.status == 0, "\(full.output)")
+                problems.check(classify() == .committed)
+                problems.check(!FileManager.default.fileExists(atPath: journal))
+                KillHarness.removeAll(nsid: nsid)
+            }
 
             let instants = 28
             var seen: [KillHarness.State: Int] = [:]
@@ -256,8 +259,8 @@ extension ShmTests {
             }
             let loopSeconds = Date().timeIntervalSince(loopBegan)
             // The instants really fell inside the job, not only before or after it.
-            problems.check(seen[.uncommitted, default: 0] >= 5, "\(seen)")
-            problems.check(killedRunning >= 15, "\(killedRunning)")
+            problems.check(seen[.uncommitted, default: 0] >= 5, "outcomes: \(seen)")
+            problems.check(killedRunning >= 10, "killed while running: \(killedRunning)")
 
             let again = try KillHarness.run(binary, restore, environment: environment, outputPath: log)
             problems.check(again.status == 0, "\(again.output)")

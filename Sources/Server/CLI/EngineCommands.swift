@@ -48,6 +48,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
                         instance: options.instance, namespaces: options.namespaces, directory: options.path,
                         threads: options.threads)
                     let plan = try Engine.planRestore(request)
+                    EngineCLI.warn(plan.warnings)
                     return (plan.instance, plan.directory, plan.segments, plan.totalBytes, EngineCLI.json(plan))
                 }
                 let request = BackupRequest(
@@ -146,6 +147,7 @@ struct RestoreCommand: AsyncParsableCommand {
             plan = try await EngineCLI.withProgress("restore", progress: progress, token: token) {
                 [request] () throws(EngineError) in
                 let plan = try Engine.planRestore(request)
+                EngineCLI.warn(plan.warnings)
                 try Engine.restore(plan, request: request, progress: progress, cancellation: token)
                 return plan
             }

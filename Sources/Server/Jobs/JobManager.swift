@@ -179,6 +179,7 @@ final class JobManager: Sendable {
         let plan = try await Blocking.run { () throws(EngineError) -> RestorePlan in try Engine.planRestore(request) }
             .mapError { APIError($0) }.get()
         if submission.dryRun { return .restorePlan(plan) }
+        for warning in plan.warnings { logger.warning("restore plan: \(warning)", metadata: ["job": "\(id)"]) }
         let record = JobRecord(
             id: id, type: .restore, state: .queued,
             request: JobRequest(
