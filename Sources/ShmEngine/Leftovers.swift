@@ -48,6 +48,20 @@ extension Engine {
         }
     }
 
+    /// Removes those of `keys` (on their instances) that are unattached uncommitted leftovers; returns them. For a
+    /// restore that died before it could report what it created: what it planned is all it can have made.
+    public static func removeUncommitted(keys: [SegmentKey]) -> [SegmentKey] {
+        var removed: [SegmentKey] = []
+        for instance in Set(keys.map(\.instance)) {
+            guard let segments = try? SharedMemory.segments(instance: instance) else { continue }
+            for segment in segments where keys.contains(segment.key) && segment.uncommitted && segment.attachCount == 0
+            {
+                if SharedMemory.remove(shmid: segment.shmid) { removed.append(segment.key) }
+            }
+        }
+        return removed
+    }
+
     /// Removes the unattached uncommitted leftovers of an instance (of `namespaces` only, when given), and the
     /// staging files (`*.partial` of that instance) of `backupDirectories`, each under the directory's lock. A
     /// committed or attached segment is refused unless `force`; a leftover whose namespace cannot be read is refused

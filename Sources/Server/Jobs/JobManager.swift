@@ -93,7 +93,10 @@ final class JobManager: Sendable {
                 record.progress.segmentsDone = record.progress.segmentsTotal
             case .removed(let removed, let stuck):
                 if record.createdSegments == nil {
-                    message += "; it had not recorded creating segments (uncommitted leftovers: asmtd cleanup)"
+                    // Killed before its record named them: only uncommitted leftovers with its planned keys.
+                    let planned = record.segments.compactMap { SegmentKey(hex: $0.key) }
+                    let leftovers = Engine.removeUncommitted(keys: planned)
+                    message += "; removed \(leftovers.count) uncommitted segment(s) with its keys"
                 } else {
                     message += "; removed \(removed.count) uncommitted segment(s) it had created"
                 }
