@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import ShmEngine
+import Synchronization
 import Testing
 
 @testable import Server
@@ -268,6 +269,53 @@ extension ShmTests {
             return String(
                 format: "kill test: %d instants over %.2f s runs, %d killed running, outcomes %@, loop %.1f s",
                 instants, duration, killedRunning, "\(seen)", loopSeconds)
+        }
+
+        /// A restore that committed but whose final record still says `running` (the process died, or the state
+        /// dir was full): the restart finds every segment matching the backup and marks the job `success`.
+        @Test func startupRecoveryKeepsACommittedRestore() async throws {
+            let problems = Problems()
+            try await KillHarness.offPool {
+                let nsid = 28
+                let temp = try TemporaryDirectory()
+                let backupPath = temp.path + "/backups"
+                try FileSystem.createDirectories(backupPath)
+                let spec = SyntheticNamespace(
+                    name: "kept28", nsid: nsid, primaryStages: 2, stageSize: 1 << 20, uid: 1234, gid: 2345,
+                    mode: 0o640, seed: 28)
+                defer { KillHarness.removeAll(nsid: nsid) }
+                let expected = try KillHarness.backup(
+                    spec, into: backupPath + "/b", compress: true, plainFiles: false)
+                let created = Mutex<[CreatedSegment]>([])
+                var request = RestoreRequest(instance: 15, namespaces: ["kept28"], directory: backupPath + "/b")
+                request.onCreated = { list throws(EngineError) in created.withLock { $0 = list } }
+                let plan = try Engine.planRestore(request)
+                try Engine.restore(plan, request: request, progress: JobProgress(), cancellation: CancellationToken())
+                let store = JobStore(stateDirectory: temp.path + "/state")
+                try store.prepare()
+                var record = JobRecord(
+                    id: "20260101-000000-0000002a", type: .restore, state: .running,
+                    request: JobRequest(instance: 15, namespaces: ["kept28"], compress: nil, verify: true, threads: 0),
+                    backup: "b", path: backupPath + "/b", created: 1, started: 2, finished: nil, pid: 99999,
+                    progress: ProgressRecord(), segments: [], error: nil)
+                record.createdSegments = created.withLock { $0 }
+                try store.save(record)
+                var settings = ServiceSettings()
+                settings.port = 0
+                settings.stateDir = temp.path + "/state"
+                let config = Config(
+                    file: "", service: settings,
+                    instances: [InstanceConfig(instance: 15, backupPath: backupPath, namespaces: ["kept28"])],
+                    authToken: nil)
+                let service = Service(config: config, logger: .init(label: "test"))
+                try service.jobs.recover()
+                let recovered = service.jobs.job(record.id)
+                problems.check(recovered?.state == .success, "\(String(describing: recovered))")
+                problems.check(store.loadAll().records.first?.state == .success, "the record on disk")
+                let state = KillHarness.state(nsid: nsid, expected: expected, uid: 1234, gid: 2345, mode: 0o640)
+                problems.check(state == .success(.committed), "\(state)")
+            }
+            #expect(problems.list.isEmpty, "\(problems.list)")
         }
 
         /// 2,050 segments restored by a child limited to 256 open files (soft and hard): files are opened as the
