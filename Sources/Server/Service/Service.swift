@@ -8,7 +8,7 @@ final class Service: Sendable {
     let config: Config
     let logger: Logger
     let metrics: Metrics
-    let jobs: JobManager
+    let jobs: JobQueue
     let router: Router
     let http: HTTPServer
 
@@ -17,7 +17,7 @@ final class Service: Sendable {
         self.logger = logger
         let metrics = Metrics(version: Engine.version)
         self.metrics = metrics
-        let jobs = JobManager(config: config, metrics: metrics, logger: logger)
+        let jobs = JobQueue(config: config, metrics: metrics, logger: logger)
         self.jobs = jobs
         let api = API(config: config, jobs: jobs, metrics: metrics)
         let router = api.router()
