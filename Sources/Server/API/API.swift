@@ -237,9 +237,11 @@ struct API: Sendable {
         var gid: UInt32
         var mode: String
         var creatorPID: Int32
+        /// The base of its instance and nsid is missing or has version word 0 (an unfinished restore's).
+        var uncommitted: Bool
 
         enum CodingKeys: String, CodingKey {
-            case key, kind, instance, nsid, stage, namespace, size, shmid, attached, uid, gid, mode
+            case key, kind, instance, nsid, stage, namespace, size, shmid, attached, uid, gid, mode, uncommitted
             case creatorPID = "creator-pid"
         }
 
@@ -257,6 +259,7 @@ struct API: Sendable {
             gid = s.gid
             mode = "0" + String(s.mode, radix: 8)
             creatorPID = s.creatorPID
+            uncommitted = s.uncommitted
         }
     }
 

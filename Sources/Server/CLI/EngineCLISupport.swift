@@ -73,6 +73,10 @@ enum EngineCLI {
         }
     }
 
+    static func warn(_ warnings: [String]) {
+        for warning in warnings { FileHandle.standardError.write(Data("asmtd: warning: \(warning)\n".utf8)) }
+    }
+
     static func fail(message: String) -> ExitCode {
         FileHandle.standardError.write(Data("asmtd: error: \(message)\n".utf8))
         return ExitCode(1)

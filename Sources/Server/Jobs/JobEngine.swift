@@ -44,6 +44,8 @@ enum RestoreEvidence: Sendable, Equatable {
     case removed(count: Int, stuck: [String])
     /// The record names no segment the job created: it had not started creating them.
     case nothingCreated
+    /// The base is committed but the segments cannot be shown to be the backup's: left in place, never removed.
+    case kept(reason: String)
 }
 
 extension JobEngine {
@@ -88,15 +90,19 @@ struct LiveEngine: JobEngine {
         }
     }
 
-    /// Removes the unattached segments of the record's keys that its (dead) process created. With the restore
-    /// commit protocol (PROTOCOL.md) this becomes `Engine.recoverRestore(created:directory:)` on the created
-    /// segments the job journaled in its record (`JobRunner.journal`): `.committed` stays, the rest goes.
+    /// Settles the segments the job recorded creating (key and shmid, no pids: this works across PID
+    /// namespaces). A job killed before its record named them can only have left uncommitted segments with its
+    /// planned keys: the unattached ones are removed.
     func recoverRestore(_ record: JobRecord) -> RestoreEvidence {
-        guard let dead = record.pid else { return .nothingCreated }
-        let keys = record.segments.compactMap { SegmentKey(hex: $0.key) }
-        let removed = Engine.removeSegments(keys, createdBy: dead)
-        let left = (try? SharedMemory.segments(instance: record.request.instance)) ?? []
-        let stuck = left.filter { keys.contains($0.key) && $0.creatorPID == dead }
-        return .removed(count: removed.count, stuck: stuck.map(\.key.hex))
+        guard let created = record.createdSegments else {
+            let planned = record.segments.compactMap { SegmentKey(hex: $0.key) }
+            let removed = Engine.removeUncommitted(keys: planned)
+            return removed.isEmpty ? .nothingCreated : .removed(count: removed.count, stuck: [])
+        }
+        switch Engine.recoverRestore(created: created, directory: record.path) {
+        case .committed: return .committed
+        case .removed(let keys, let stuck): return .removed(count: keys.count, stuck: stuck.map(\.hex))
+        case .kept(let reason): return .kept(reason: reason)
+        }
     }
 }

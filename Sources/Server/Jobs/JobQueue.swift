@@ -126,6 +126,7 @@ final class JobQueue: Sendable {
         let plan = try await Blocking.run { () throws(EngineError) -> RestorePlan in try engine.planRestore(request) }
             .mapError { APIError($0) }.get()
         if submission.dryRun { return .restorePlan(plan) }
+        for warning in plan.warnings { logger.warning("restore plan: \(warning)", metadata: ["job": "\(id)"]) }
         let record = JobRecord.queued(
             id, .restore,
             JobRequest(
@@ -134,8 +135,19 @@ final class JobQueue: Sendable {
             backup: backup, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
         try accept(record)
         keep = true
-        runner.start(record) { progress, token throws(EngineError) in
-            try engine.restore(plan, request: request, progress: progress, cancellation: token)
+        var tracked = request
+        let runner = self.runner
+        // The segments exist and none is written yet: their record must be on disk before the restore goes on,
+        // so that recovery after a crash finds exactly them.
+        tracked.onCreated = { created throws(EngineError) in
+            do {
+                try runner.journal(id) { $0.createdSegments = created }
+            } catch {
+                throw EngineError(.io, "cannot write the job record: \(error)")
+            }
+        }
+        runner.start(record) { [tracked] progress, token throws(EngineError) in
+            try engine.restore(plan, request: tracked, progress: progress, cancellation: token)
         }
         return .accepted(record)
     }

@@ -1,3 +1,5 @@
+import ShmEngine
+
 /// What a job is; the stored record of one job (one JSON file in the state dir).
 enum JobType: String, Sendable, Codable, CaseIterable {
     case backup, restore
@@ -62,8 +64,10 @@ struct JobRecord: Sendable, Codable, Equatable {
     var created: Double
     var started: Double?
     var finished: Double?
-    /// The process that ran the job: restore recovery removes only segments it created.
+    /// The process that ran the job (information only: recovery does not use it).
     var pid: Int32?
+    /// Restores: the segments it created, recorded before any byte was written (crash recovery matches these).
+    var createdSegments: [CreatedSegment]? = nil
     var progress: ProgressRecord
     var segments: [SegmentRecord]
     var error: JobErrorRecord?

@@ -35,8 +35,11 @@ struct JobRecovery: Sendable {
             switch engine.recoverRestore(record) {
             case .committed:
                 success = true
+                for index in record.segments.indices { record.segments[index].state = .done }
+                record.progress.bytesDone = record.progress.bytesTotal
+                record.progress.segmentsDone = record.progress.segmentsTotal
             case .removed(let count, let stuck):
-                message += "; removed \(count) segment(s) it had created"
+                message += "; removed \(count) uncommitted segment(s) it had created"
                 if !stuck.isEmpty {
                     message +=
                         "; \(stuck.count) attached segment(s) could not be removed: "
@@ -44,6 +47,8 @@ struct JobRecovery: Sendable {
                 }
             case .nothingCreated:
                 message += "; it had not started creating segments"
+            case .kept(let reason):
+                message += "; its segments were left in place: \(reason)"
             }
         }
         record.finished = Time.now()
