@@ -29,8 +29,11 @@ let package = Package(
             linkerSettings: [.linkedLibrary("dl")]
         ),
 
+        // epoll and eventfd, which Swift's Glibc module does not export.
+        .target(name: "CEpoll"),
+
         // HTTP/1.1 server on POSIX sockets and Dispatch. Knows nothing of Aerospike.
-        .target(name: "HTTPCore"),
+        .target(name: "HTTPCore", dependencies: ["CEpoll"]),
 
         // System V shared memory, segment and file formats, backup and restore. Knows nothing of HTTP.
         .target(
