@@ -38,8 +38,11 @@ final class Connection: @unchecked Sendable {
     private var parser: RequestParser
     private var state = State.open
     private var timer: (any DispatchSourceTimer)?
-    /// The events the poller registration is armed for; 0 once an event disarmed it.
-    private var armed: UInt32 = 0
+    /// The events the poller registration is armed for (0: hang-ups and errors only); nil once an event
+    /// disarmed it.
+    private var armed: UInt32? = 0
+    /// The handler of the request in flight; cancelled when the client resets the connection or it closes.
+    private var handlerTask: Task<Void, Never>?
 
     /// A request is being handled or its response written: reading is paused.
     private var inFlight = false
@@ -120,8 +123,13 @@ final class Connection: @unchecked Sendable {
     /// One event of the poller: the registration is disarmed now.
     private func onEvents(_ events: UInt32) {
         guard state != .closed else { return }  // taken off the queue before the registration was removed
-        armed = 0
+        armed = nil
         let failed = events & SocketPoller.failed != 0
+        if failed && inFlight {
+            // Reset (or an error) while a handler runs: nobody will read its answer.
+            close()
+            return
+        }
         if wantsRead && (events & SocketPoller.readable != 0 || failed) {
             onReadable()
         }
@@ -134,7 +142,7 @@ final class Connection: @unchecked Sendable {
     private var wantsRead: Bool { (state == .open && !inFlight) || state == .lingering }
     private var wantsWrite: Bool { state == .open && writeOffset < pendingWrite.count }
 
-    /// Arms the registration for what the connection waits for now; nothing while a handler runs.
+    /// Arms the registration for what the connection waits for now; while a handler runs, for a reset only.
     private func updateInterest() {
         guard state != .closed else { return }
         let wanted = (wantsRead ? SocketPoller.readable : 0) | (wantsWrite ? SocketPoller.writable : 0)
@@ -150,7 +158,7 @@ final class Connection: @unchecked Sendable {
     private func onReadable() {
         guard state != .closed else { return }
         let count = withUnsafeTemporaryAllocation(byteCount: Self.readChunk, alignment: 16) { buffer -> Int in
-            let count = recv(fd, buffer.baseAddress, buffer.count, 0)
+            let count = Syscalls.receive(fd, into: buffer)
             if count > 0 && state == .open {
                 if awaitingFirstByte {
                     headStartedAt = Self.now()
@@ -174,7 +182,7 @@ final class Connection: @unchecked Sendable {
         } else if count == 0 {
             // EOF: a partial request is dropped without a response; the handler is never called.
             close()
-        } else if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+        } else if errno != EAGAIN && errno != EWOULDBLOCK {
             close()
         }
     }
@@ -233,7 +241,7 @@ final class Connection: @unchecked Sendable {
             inFlight = true
             // The handler task prefers this connection's queue as its executor, so its synchronous parts
             // and its completion run on the queue without an extra hop; if it ends anywhere else, hop back.
-            Task(executorPreference: executor) { [self] in
+            handlerTask = Task(executorPreference: executor) { [self] in
                 let response = await handler(request)
                 if DispatchQueue.getSpecific(key: QueueExecutor.key) == ObjectIdentifier(executor) {
                     complete(response, exchange: exchange)
@@ -245,6 +253,7 @@ final class Connection: @unchecked Sendable {
     }
 
     private func complete(_ response: HTTPResponse, exchange: Exchange) {
+        handlerTask = nil
         guard state == .open else { return }
         send(response, exchange: exchange)
     }
@@ -306,13 +315,11 @@ final class Connection: @unchecked Sendable {
         guard state == .open else { return }
         while writeOffset < pendingWrite.count {
             let written = pendingWrite.withUnsafeBytes { bytes in
-                Glibc.send(fd, bytes.baseAddress! + writeOffset, bytes.count - writeOffset, Int32(MSG_NOSIGNAL))
+                Syscalls.send(fd, UnsafeRawBufferPointer(rebasing: bytes[writeOffset...]))
             }
             if written > 0 {
                 writeOffset += written
                 lastWriteProgressAt = Self.now()
-            } else if written < 0 && errno == EINTR {
-                continue
             } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 updateInterest()
                 return
@@ -367,6 +374,8 @@ final class Connection: @unchecked Sendable {
     private func close() {
         guard state != .closed else { return }
         state = .closed
+        handlerTask?.cancel()
+        handlerTask = nil
         timer?.cancel()
         timer = nil
         core.poller.remove(UInt64(id), fd: fd)
@@ -380,9 +389,11 @@ final class Connection: @unchecked Sendable {
     /// each tick checks the socket: a pending error (ECONNRESET) or EOF means the peer is gone.
     private func peerIsGone() -> Bool {
         var byte: UInt8 = 0
-        let peeked = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        let peeked = withUnsafeMutableBytes(of: &byte) {
+            Syscalls.receive(fd, into: $0, flags: Int32(MSG_PEEK | MSG_DONTWAIT))
+        }
         if peeked == 0 { return true }
-        return peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
+        return peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK
     }
 
     private func onTick() {

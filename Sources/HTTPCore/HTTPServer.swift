@@ -150,7 +150,7 @@ final class ServerCore: @unchecked Sendable {
             guard connections.count < configuration.maxConnections else { return }
             guard let accepted = Syscalls.accept(listenFD) else {
                 switch errno {
-                case EINTR, ECONNABORTED, EPROTO:
+                case ECONNABORTED, EPROTO:
                     continue
                 case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                     // Out of descriptors or memory: back off instead of spinning on the readable listener.

@@ -1,4 +1,4 @@
-import CEpoll
+import CSyscalls
 import Glibc
 import Synchronization
 
@@ -114,11 +114,8 @@ final class SocketPoller: @unchecked Sendable {
         let events = UnsafeMutablePointer<cepoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
         while !stopping.load(ordering: .acquiring) {
-            let count = cepoll_wait(epollFD, events, Int32(capacity), -1)
-            if count < 0 {
-                if errno == EINTR { continue }
-                break  // only EBADF or EINVAL, which would be a bug here
-            }
+            let count = Syscalls.retryingEINTR { cepoll_wait(epollFD, events, Int32(capacity), -1) }
+            if count < 0 { break }  // only EBADF or EINVAL, which would be a bug here
             for index in 0..<Int(count) {
                 let id = events[index].data
                 if id == Self.wakeToken { continue }

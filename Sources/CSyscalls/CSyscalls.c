@@ -1,7 +1,9 @@
-#include "CEpoll.h"
+#define _GNU_SOURCE
+#include "CSyscalls.h"
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 
 _Static_assert(CEPOLL_IN == EPOLLIN && CEPOLL_OUT == EPOLLOUT && CEPOLL_ERR == EPOLLERR && CEPOLL_HUP == EPOLLHUP &&
                    CEPOLL_RDHUP == EPOLLRDHUP && CEPOLL_ONESHOT == (int)EPOLLONESHOT,
@@ -28,3 +30,7 @@ int cepoll_wait(int epfd, cepoll_event *out, int capacity, int timeout_ms) {
 }
 
 int cepoll_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+int csys_accept_nonblocking(int listener, struct sockaddr *address, unsigned int *length) {
+    return accept4(listener, address, (socklen_t *)length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}

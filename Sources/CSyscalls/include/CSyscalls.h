@@ -1,9 +1,9 @@
-#ifndef CEPOLL_H
-#define CEPOLL_H
+#ifndef CSYSCALLS_H
+#define CSYSCALLS_H
 
 #include <stdint.h>
 
-/* epoll and eventfd for HTTPCore's socket poller (Swift's Glibc module does not export them). */
+/* epoll, eventfd and accept4 for HTTPCore's socket layer (Swift's Glibc module does not export them). */
 
 enum {
     CEPOLL_IN = 0x001,
@@ -30,5 +30,10 @@ int cepoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int cepoll_wait(int epfd, cepoll_event *out, int capacity, int timeout_ms);
 /* eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) */
 int cepoll_eventfd(void);
+
+struct sockaddr;
+/* accept4(listener, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC): the new fd is born non-blocking and
+   close-on-exec, with no window in which a fork could inherit it. */
+int csys_accept_nonblocking(int listener, struct sockaddr *address, unsigned int *length);
 
 #endif
