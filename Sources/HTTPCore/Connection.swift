@@ -67,7 +67,7 @@ final class Connection: @unchecked Sendable {
         self.fd = fd
         self.remoteAddress = remoteAddress
         self.core = core
-        queue = DispatchQueue(label: "HTTPServer.connection")
+        queue = DispatchQueue(label: "HTTPServer.connection", target: core.loops[id % core.loops.count])
         executor = QueueExecutor(queue: queue)
         parser = RequestParser(limits: core.limits)
         let now = Self.now()

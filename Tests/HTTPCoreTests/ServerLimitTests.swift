@@ -297,8 +297,8 @@ struct ServerLimitTests {
                     }
                 }
             }
-            try await waitUntil { server.openConnections == 0 }
-            #expect(server.acceptedConnections == 40)
+            // The last client may still sit in the listen backlog when the first 39 are closed.
+            try await waitUntil { server.acceptedConnections == 40 && server.openConnections == 0 }
             #expect(server.closedConnections == 40)
         }
         // Other suites run in parallel and open descriptors too: allow slack, and wait for them to settle.
