@@ -29,8 +29,11 @@ let package = Package(
             linkerSettings: [.linkedLibrary("dl")]
         ),
 
+        // epoll, eventfd and accept4, which Swift's Glibc module does not export.
+        .target(name: "CSyscalls"),
+
         // HTTP/1.1 server on POSIX sockets and Dispatch. Knows nothing of Aerospike.
-        .target(name: "HTTPCore"),
+        .target(name: "HTTPCore", dependencies: ["CSyscalls"]),
 
         // System V shared memory, segment and file formats, backup and restore. Knows nothing of HTTP.
         .target(
