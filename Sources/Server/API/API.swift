@@ -19,6 +19,9 @@ struct API: Sendable {
         router.add("GET", "/metrics") { _ in
             Responses.text(200, metrics.render(), contentType: Exposition.contentType)
         }
+        router.add("GET", "/openapi.yaml") { _ in
+            Responses.text(200, OpenAPIDocument.text, contentType: "application/yaml")
+        }
         router.add("POST", "/v1/backup", guarded { (request) throws(APIError) in try await submitBackup(request) })
         router.add("POST", "/v1/restore", guarded { (request) throws(APIError) in try await submitRestore(request) })
         router.add("GET", "/v1/jobs", guarded { (request) throws(APIError) in try listJobs(request) })
@@ -41,12 +44,25 @@ struct API: Sendable {
                     return Responses.error(APIError(.unauthorized, "missing or wrong bearer token"))
                 }
             }
+            if !request.body.isEmpty, !Self.isJSONMediaType(request.headers["Content-Type"]) {
+                let given = request.headers["Content-Type"] ?? ""
+                return Responses.error(
+                    APIError(.unsupportedMediaType, "the request body must be application/json, not \"\(given)\""))
+            }
             do throws(APIError) {
                 return try await body(request)
             } catch {
                 return Responses.error(error)
             }
         }
+    }
+
+    /// A request body must be JSON: `application/json`, with parameters or not. A body sent without a
+    /// Content-Type is taken as JSON (the type a client means when it does not say).
+    static func isJSONMediaType(_ header: String?) -> Bool {
+        guard let header else { return true }
+        let type = header.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        return type.trimmingCharacters().lowercased() == "application/json"
     }
 
     /// Constant-time comparison of "Bearer <token>".
@@ -147,6 +163,14 @@ struct API: Sendable {
     struct JobList: Encodable, Sendable { var jobs: [JobResource] }
 
     func listJobs(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        for name in ["type", "state"] {
+            if let text = request.query(name),
+                text.split(separator: ",", omittingEmptySubsequences: false).contains(where: \.isEmpty)
+            {
+                throw APIError(
+                    .invalidQuery, "\(name) has an empty item; list values separated by single commas, or omit it")
+            }
+        }
         var types: Set<JobType>?
         if let text = request.query("type"), !text.isEmpty {
             var set = Set<JobType>()
