@@ -172,7 +172,7 @@ struct APITests {
         let metrics = try await server.request("GET", "/metrics")
         #expect(metrics.status == 200)
         #expect(metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
-        #expect(metrics.text.contains("asmtd_http_requests_total{method=\"GET\",code=\"404\"} 1\n"))
+        #expect(metrics.text.contains("asmtd_http_requests_total{method=\"GET\",route=\"unmatched\",code=\"404\"} 1\n"))
         #expect(metrics.text.contains("process_cpu_seconds_total "))
         try Promtool.check(metrics.text)
     }

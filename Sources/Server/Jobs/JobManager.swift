@@ -63,6 +63,7 @@ final class JobManager: Sendable {
             loaded[record.id] = record
         }
         state.withLock { $0.records = loaded }
+        metrics.seed(from: Array(loaded.values))
         prune()
     }
 
@@ -265,6 +266,8 @@ final class JobManager: Sendable {
     private func run(_ id: String, _ body: (JobProgress, CancellationToken) throws(EngineError) -> Void) {
         let begin = Time.monotonic()
         guard let (started, live, saved) = markRunning(id) else { return }
+        metrics.jobRunning(
+            id: id, type: started.type.rawValue, instance: started.request.instance, progress: live.progress)
         logger.info(
             "job started",
             metadata: [
@@ -353,7 +356,7 @@ final class JobManager: Sendable {
             logger.error("cannot save job record", metadata: ["job": "\(id)", "error": "\(error)"])
         }
         metrics.jobFinished(
-            type: record.type.rawValue, outcome: record.state.rawValue, instance: record.request.instance,
+            id: id, type: record.type.rawValue, outcome: record.state.rawValue, instance: record.request.instance,
             seconds: Time.monotonic() - begin, bytes: record.progress.bytesDone, now: Time.now())
         let final = record
         state.withLock { s in
