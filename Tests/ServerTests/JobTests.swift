@@ -210,6 +210,10 @@ extension ShmTests {
             let recoveredRestore = try #require(service.jobs.job(restore.id))
             #expect(recoveredRestore.error?.code == "INTERRUPTED")
             #expect(try segments.live().isEmpty)
+            // The interrupted jobs' ends reach the metrics through start-up recovery (Metrics.seed).
+            let metrics = service.metrics.render()
+            #expect(metrics.contains(#"asmtd_last_failure_timestamp_seconds{type="backup",aerospike_instance="14"} "#))
+            #expect(metrics.contains(#"asmtd_last_failure_timestamp_seconds{type="restore",aerospike_instance="14"} "#))
             // And on disk too.
             let reloaded = store.loadAll().records
             #expect(reloaded.allSatisfy { $0.state == .failure })

@@ -47,7 +47,7 @@ struct API: Sendable {
                     return Responses.error(APIError(.unauthorized, "missing or wrong bearer token"))
                 }
             }
-            if !request.body.isEmpty, !Self.isJSONMediaType(request.headers["Content-Type"]) {
+            if request.method == "POST", !request.body.isEmpty, !Self.isJSONMediaType(request.headers["Content-Type"]) {
                 let given = request.headers["Content-Type"] ?? ""
                 return Responses.error(
                     APIError(.unsupportedMediaType, "the request body must be application/json, not \"\(given)\""))
