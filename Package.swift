@@ -50,8 +50,13 @@ let package = Package(
                 "CYaml",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["EmbedOpenAPI"]
         ),
+
+        // Build-time: openapi.yaml becomes `OpenAPIDocument.text` in Server (served at GET /openapi.yaml).
+        .executableTarget(name: "EmbedText"),
+        .plugin(name: "EmbedOpenAPI", capability: .buildTool(), dependencies: ["EmbedText"]),
 
         // A trivial-route server used only by scripts/bench-http.
         .executableTarget(name: "HTTPBench", dependencies: ["HTTPCore"]),

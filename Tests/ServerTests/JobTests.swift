@@ -71,7 +71,11 @@ extension ShmTests {
             #expect(sample(after, #"asmtd_jobs_active{type="restore"}"#) == 0)
             #expect((sample(after, #"asmtd_bytes_total{type="backup"}"#) ?? 0) > 0)
             #expect(sample(after, #"asmtd_job_duration_seconds_count{type="restore"}"#) == 1)
-            #expect(sample(after, #"asmtd_last_success_timestamp_seconds{type="backup",instance="14"}"#) != nil)
+            #expect(
+                sample(after, #"asmtd_last_success_timestamp_seconds{type="backup",aerospike_instance="14"}"#) != nil)
+            #expect(sample(after, #"asmtd_backups{aerospike_instance="14",state="complete"}"#) == 1)
+            #expect(sample(after, #"asmtd_backup_newest_complete_timestamp_seconds{aerospike_instance="14"}"#) != nil)
+            #expect(!after.contains("asmtd_job_progress_ratio{"))
             try Promtool.check(after)
 
             let jobs = try await server.request("GET", "/v1/jobs?type=restore&state=success,!failure&limit=5").json
@@ -218,6 +222,10 @@ extension ShmTests {
             let recoveredRestore = try #require(service.jobs.job(restore.id))
             #expect(recoveredRestore.error?.code == "INTERRUPTED")
             #expect(try segments.live().isEmpty)
+            // The interrupted jobs' ends reach the metrics through start-up recovery (Metrics.seed).
+            let metrics = service.metrics.render()
+            #expect(metrics.contains(#"asmtd_last_failure_timestamp_seconds{type="backup",aerospike_instance="14"} "#))
+            #expect(metrics.contains(#"asmtd_last_failure_timestamp_seconds{type="restore",aerospike_instance="14"} "#))
             // And on disk too.
             let reloaded = store.loadAll().records
             #expect(reloaded.allSatisfy { $0.state == .failure })

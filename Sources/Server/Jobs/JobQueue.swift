@@ -54,6 +54,7 @@ final class JobQueue: Sendable {
             loaded.append(record)
         }
         registry.load(loaded)
+        runner.metrics.seed(from: loaded)
         runner.prune()
     }
 

@@ -38,6 +38,8 @@ struct JobRunner: Sendable {
     private func run(_ id: String, _ body: Body) {
         let begin = Time.monotonic()
         guard let (started, live, startSaved) = markRunning(id) else { return }
+        metrics.jobRunning(
+            id: id, type: started.type.rawValue, instance: started.request.instance, progress: live.progress)
         logger.info(
             "job started",
             metadata: [
@@ -136,7 +138,7 @@ struct JobRunner: Sendable {
                 metadata: ["job": "\(id)", "error": "\(error)"])
         }
         metrics.jobFinished(
-            type: record.type.rawValue, outcome: record.state.rawValue, instance: record.request.instance,
+            id: id, type: record.type.rawValue, outcome: record.state.rawValue, instance: record.request.instance,
             seconds: Time.monotonic() - begin, bytes: record.progress.bytesDone, now: Time.now())
         registry.finish(record, saved: saved)
         return (record, saved)
