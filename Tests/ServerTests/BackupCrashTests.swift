@@ -152,9 +152,12 @@ extension ShmTests {
                 }
                 if checkAfterKill(directory, segments, instant: instant) {
                     complete += 1
-                    // Complete: a new backup there is refused, and leaves it as it is.
+                    // Complete: a new backup there is refused; the cleanup completes a publication that lacked only
+                    // the manifest's rename.
                     let again = try await CLIChild.run(arguments(directory), runtimeDir: runtime)
                     #expect(again.status == 1 && again.text.contains("FILES_EXIST"), "\(instant): \(again.text)")
+                    let removed = try Engine.removeStaging(directory: directory)
+                    #expect(removed.allSatisfy { $0.hasSuffix(".partial") }, "\(instant): removed \(removed)")
                 } else {
                     empty += 1
                     let again = try await CLIChild.run(arguments(directory), runtimeDir: runtime)
