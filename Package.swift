@@ -29,8 +29,11 @@ let package = Package(
             linkerSettings: [.linkedLibrary("dl")]
         ),
 
+        // epoll, eventfd and accept4, which Swift's Glibc module does not export.
+        .target(name: "CSyscalls"),
+
         // HTTP/1.1 server on POSIX sockets and Dispatch. Knows nothing of Aerospike.
-        .target(name: "HTTPCore"),
+        .target(name: "HTTPCore", dependencies: ["CSyscalls"]),
 
         // System V shared memory, segment and file formats, backup and restore. Knows nothing of HTTP.
         .target(
@@ -47,8 +50,13 @@ let package = Package(
                 "CYaml",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["EmbedOpenAPI"]
         ),
+
+        // Build-time: openapi.yaml becomes `OpenAPIDocument.text` in Server (served at GET /openapi.yaml).
+        .executableTarget(name: "EmbedText"),
+        .plugin(name: "EmbedOpenAPI", capability: .buildTool(), dependencies: ["EmbedText"]),
 
         // A trivial-route server used only by scripts/bench-http.
         .executableTarget(name: "HTTPBench", dependencies: ["HTTPCore"]),

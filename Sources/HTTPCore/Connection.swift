@@ -3,8 +3,9 @@ import Glibc
 
 /// One accepted connection: reads, parses, dispatches one request at a time, writes, times out.
 ///
-/// Every mutable field is confined to `queue`. The fd is closed exactly once, after the read and
-/// write sources are cancelled.
+/// Every mutable field is confined to `queue`. Readiness comes from the server's `SocketPoller` (one-shot:
+/// each event disarms the registration until `updateInterest` arms it again). The fd is closed exactly once,
+/// in `close()`, right after its registration is removed.
 final class Connection: @unchecked Sendable {
     private enum State {
         case open
@@ -36,12 +37,12 @@ final class Connection: @unchecked Sendable {
 
     private var parser: RequestParser
     private var state = State.open
-    private var readSource: (any DispatchSourceRead)?
-    private var writeSource: (any DispatchSourceWrite)?
     private var timer: (any DispatchSourceTimer)?
-    private var readSuspended = false
-    private var writeSuspended = true
-    private var liveSources = 0
+    /// The events the poller registration is armed for (0: hang-ups and errors only); nil once an event
+    /// disarmed it.
+    private var armed: UInt32? = 0
+    /// The handler of the request in flight; cancelled when the client resets the connection or it closes.
+    private var handlerTask: Task<Void, Never>?
 
     /// A request is being handled or its response written: reading is paused.
     private var inFlight = false
@@ -66,7 +67,7 @@ final class Connection: @unchecked Sendable {
         self.fd = fd
         self.remoteAddress = remoteAddress
         self.core = core
-        queue = DispatchQueue(label: "HTTPServer.connection")
+        queue = DispatchQueue(label: "HTTPServer.connection", target: core.loops[id % core.loops.count])
         executor = QueueExecutor(queue: queue)
         parser = RequestParser(limits: core.limits)
         let now = Self.now()
@@ -82,11 +83,16 @@ final class Connection: @unchecked Sendable {
 
     func start() {
         queue.async { [self] in
-            let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-            read.setEventHandler { [self] in onReadable() }
-            read.setCancelHandler { [self] in sourceCancelled() }
-            liveSources += 1
-            readSource = read
+            let registered = core.poller.add(UInt64(id), fd: fd, events: SocketPoller.readable) { [self] events in
+                queue.async { [self] in onEvents(events) }
+            }
+            guard registered else {
+                state = .closed
+                Glibc.close(fd)
+                core.connectionClosed(id: id)
+                return
+            }
+            armed = SocketPoller.readable
             let timer = DispatchSource.makeTimerSource(queue: queue)
             timer.schedule(deadline: .now() + core.tick, repeating: core.tick, leeway: core.tick)
             timer.setEventHandler { [self] in onTick() }
@@ -94,7 +100,6 @@ final class Connection: @unchecked Sendable {
             if core.shutdownStarted.load(ordering: .acquiring) {
                 isShuttingDown = true
             }
-            read.resume()
             timer.resume()
         }
     }
@@ -113,12 +118,47 @@ final class Connection: @unchecked Sendable {
         queue.async { [self] in close() }
     }
 
+    // MARK: Events
+
+    /// One event of the poller: the registration is disarmed now.
+    private func onEvents(_ events: UInt32) {
+        guard state != .closed else { return }  // taken off the queue before the registration was removed
+        armed = nil
+        let failed = events & SocketPoller.failed != 0
+        if failed && inFlight {
+            // Reset (or an error) while a handler runs: nobody will read its answer.
+            close()
+            return
+        }
+        if wantsRead && (events & SocketPoller.readable != 0 || failed) {
+            onReadable()
+        }
+        if state != .closed && wantsWrite && (events & SocketPoller.writable != 0 || failed) {
+            flush()
+        }
+        updateInterest()
+    }
+
+    private var wantsRead: Bool { (state == .open && !inFlight) || state == .lingering }
+    private var wantsWrite: Bool { state == .open && writeOffset < pendingWrite.count }
+
+    /// Arms the registration for what the connection waits for now; while a handler runs, for a reset only.
+    private func updateInterest() {
+        guard state != .closed else { return }
+        let wanted = (wantsRead ? SocketPoller.readable : 0) | (wantsWrite ? SocketPoller.writable : 0)
+        guard wanted != armed else { return }
+        armed = wanted
+        if !core.poller.arm(UInt64(id), fd: fd, events: wanted) {
+            close()
+        }
+    }
+
     // MARK: Reading
 
     private func onReadable() {
         guard state != .closed else { return }
         let count = withUnsafeTemporaryAllocation(byteCount: Self.readChunk, alignment: 16) { buffer -> Int in
-            let count = recv(fd, buffer.baseAddress, buffer.count, 0)
+            let count = Syscalls.receive(fd, into: buffer)
             if count > 0 && state == .open {
                 if awaitingFirstByte {
                     headStartedAt = Self.now()
@@ -142,7 +182,7 @@ final class Connection: @unchecked Sendable {
         } else if count == 0 {
             // EOF: a partial request is dropped without a response; the handler is never called.
             close()
-        } else if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+        } else if errno != EAGAIN && errno != EWOULDBLOCK {
             close()
         }
     }
@@ -155,7 +195,7 @@ final class Connection: @unchecked Sendable {
         while state == .open && !inFlight {
             switch parser.next() {
             case .needMore:
-                updateReadInterest()
+                updateInterest()
                 return
             case .head(let head):
                 if head.expectsContinue {
@@ -167,7 +207,7 @@ final class Connection: @unchecked Sendable {
                 sendError(status: error.status, code: error.code, message: error.message, method: nil, close: true)
             }
         }
-        updateReadInterest()
+        updateInterest()
     }
 
     /// Sends `100 Continue` only when the body is wanted: the route exists and nothing of the body came yet.
@@ -180,18 +220,6 @@ final class Connection: @unchecked Sendable {
         case .notFound, .methodNotAllowed:
             // Answer at once; the body was not read, so the connection closes.
             respondToRoutingFailure(head, close: true)
-        }
-    }
-
-    private func updateReadInterest() {
-        guard state == .open, let readSource else { return }
-        let wantsRead = !inFlight
-        if wantsRead && readSuspended {
-            readSuspended = false
-            readSource.resume()
-        } else if !wantsRead && !readSuspended {
-            readSuspended = true
-            readSource.suspend()
         }
     }
 
@@ -213,7 +241,7 @@ final class Connection: @unchecked Sendable {
             inFlight = true
             // The handler task prefers this connection's queue as its executor, so its synchronous parts
             // and its completion run on the queue without an extra hop; if it ends anywhere else, hop back.
-            Task(executorPreference: executor) { [self] in
+            handlerTask = Task(executorPreference: executor) { [self] in
                 let response = await handler(request)
                 if DispatchQueue.getSpecific(key: QueueExecutor.key) == ObjectIdentifier(executor) {
                     complete(response, exchange: exchange)
@@ -225,6 +253,7 @@ final class Connection: @unchecked Sendable {
     }
 
     private func complete(_ response: HTTPResponse, exchange: Exchange) {
+        handlerTask = nil
         guard state == .open else { return }
         send(response, exchange: exchange)
     }
@@ -286,15 +315,13 @@ final class Connection: @unchecked Sendable {
         guard state == .open else { return }
         while writeOffset < pendingWrite.count {
             let written = pendingWrite.withUnsafeBytes { bytes in
-                Glibc.send(fd, bytes.baseAddress! + writeOffset, bytes.count - writeOffset, Int32(MSG_NOSIGNAL))
+                Syscalls.send(fd, UnsafeRawBufferPointer(rebasing: bytes[writeOffset...]))
             }
             if written > 0 {
                 writeOffset += written
                 lastWriteProgressAt = Self.now()
-            } else if written < 0 && errno == EINTR {
-                continue
             } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                awaitWritable()
+                updateInterest()
                 return
             } else {
                 close()
@@ -303,28 +330,9 @@ final class Connection: @unchecked Sendable {
         }
         pendingWrite.removeAll(keepingCapacity: pendingWrite.capacity <= 1 << 16)
         writeOffset = 0
-        if let writeSource, !writeSuspended {
-            writeSuspended = true
-            writeSource.suspend()
-        }
         if responseQueued {
             responseQueued = false
             responseWritten()
-        }
-    }
-
-    private func awaitWritable() {
-        if writeSource == nil {
-            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-            source.setEventHandler { [self] in flush() }
-            source.setCancelHandler { [self] in sourceCancelled() }
-            liveSources += 1
-            writeSource = source
-            writeSuspended = true
-        }
-        if writeSuspended, let writeSource {
-            writeSuspended = false
-            writeSource.resume()
         }
     }
 
@@ -359,46 +367,18 @@ final class Connection: @unchecked Sendable {
         }
         state = .lingering
         lingerStartedAt = Self.now()
-        if let readSource, readSuspended {
-            readSuspended = false
-            readSource.resume()
-        }
+        updateInterest()
     }
 
+    /// Removes the registration, then closes the fd: nothing watches it any more, so the number may be reused.
     private func close() {
         guard state != .closed else { return }
         state = .closed
+        handlerTask?.cancel()
+        handlerTask = nil
         timer?.cancel()
         timer = nil
-        if let writeSource {
-            writeSource.cancel()
-            if writeSuspended {
-                writeSuspended = false
-                writeSource.resume()
-            }
-        }
-        if let readSource {
-            readSource.cancel()
-            if readSuspended {
-                readSuspended = false
-                readSource.resume()
-            }
-        }
-        if liveSources == 0 {
-            finishClose()
-        }
-    }
-
-    private func sourceCancelled() {
-        liveSources -= 1
-        if liveSources == 0 && state == .closed {
-            finishClose()
-        }
-    }
-
-    private func finishClose() {
-        readSource = nil
-        writeSource = nil
+        core.poller.remove(UInt64(id), fd: fd)
         Glibc.close(fd)
         core.connectionClosed(id: id)
     }
@@ -409,9 +389,11 @@ final class Connection: @unchecked Sendable {
     /// each tick checks the socket: a pending error (ECONNRESET) or EOF means the peer is gone.
     private func peerIsGone() -> Bool {
         var byte: UInt8 = 0
-        let peeked = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        let peeked = withUnsafeMutableBytes(of: &byte) {
+            Syscalls.receive(fd, into: $0, flags: Int32(MSG_PEEK | MSG_DONTWAIT))
+        }
         if peeked == 0 { return true }
-        return peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
+        return peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK
     }
 
     private func onTick() {

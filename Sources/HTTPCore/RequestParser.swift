@@ -80,7 +80,10 @@ struct RequestParser: Sendable {
         case invalid(String)
     }
 
-    static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+    /// Methods of RFC 9110 and PATCH: one a route does not take gets 405 with `Allow`; any other is 501.
+    static let knownMethods: Set<String> = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+    ]
 
     var limits: ParserLimits
 

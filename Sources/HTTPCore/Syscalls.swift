@@ -1,3 +1,4 @@
+import CSyscalls
 import Glibc
 
 /// An error from the socket layer, carrying errno and what was being done.
@@ -18,7 +19,27 @@ public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// The socket calls of the server. The only place that retries a call interrupted by a signal (EINTR).
 enum Syscalls {
+    /// Calls `call` again while it fails with EINTR; otherwise returns its result, errno set as it left it.
+    @inline(__always)
+    static func retryingEINTR<Result: BinaryInteger>(_ call: () -> Result) -> Result {
+        while true {
+            let result = call()
+            if result >= 0 || errno != EINTR { return result }
+        }
+    }
+
+    /// `recv`; -1 with errno on failure (never EINTR).
+    static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0) -> Int {
+        retryingEINTR { recv(fd, buffer.baseAddress, buffer.count, flags) }
+    }
+
+    /// `send` without SIGPIPE; -1 with errno on failure (never EINTR).
+    static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
+        retryingEINTR { Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
+    }
+
     static let ignoreSIGPIPE: Void = {
         _ = signal(SIGPIPE, SIG_IGN)
     }()
@@ -66,19 +87,17 @@ enum Syscalls {
         return (fd, address(of: storage).port)
     }
 
-    /// Accepts one connection, made non-blocking and close-on-exec, with TCP_NODELAY set.
-    /// The corresponding C functions are `accept` and `fcntl`.
+    /// Accepts one connection, born non-blocking and close-on-exec (`accept4`), with TCP_NODELAY set.
+    /// nil with errno on failure (never EINTR).
     static func accept(_ listener: Int32) -> (fd: Int32, remote: String)? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let fd = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.accept(listener, $0, &length)
+        let fd = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                retryingEINTR { csys_accept_nonblocking(listener, address, &length) }
             }
         }
         guard fd >= 0 else { return nil }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         let address = address(of: storage)

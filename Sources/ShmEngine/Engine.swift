@@ -113,20 +113,6 @@ public enum Engine {
         try RestoreRunner.run(fresh, request: request, progress: progress, cancellation: cancellation)
     }
 
-    /// Crash recovery: removes those of `keys` that exist, are unattached and were created by process `pid`.
-    /// Returns the keys removed.
-    public static func removeSegments(_ keys: [SegmentKey], createdBy pid: Int32) -> [SegmentKey] {
-        var removed: [SegmentKey] = []
-        for key in keys {
-            guard let shmid = SharedMemory.lookup(key), let info = SharedMemory.stat(shmid: shmid),
-                info.key == key.rawValue, info.cpid == pid,
-                SharedMemory.settledAttachCount(shmid: shmid, atMost: 0) == 0
-            else { continue }
-            if SharedMemory.remove(shmid: shmid) { removed.append(key) }
-        }
-        return removed
-    }
-
     static func same(_ a: [PlannedSegment], _ b: [PlannedSegment]) -> Bool {
         a.count == b.count
             && zip(a, b).allSatisfy {
@@ -144,7 +130,10 @@ enum BackupScanner {
             guard let parsed = SegmentKey.parse(fileName: name), parsed.key.instance == instance else { continue }
             let path = directory + "/" + name
             var st = stat()
-            guard stat(path, &st) == 0 else { throw EngineError(.io, "cannot stat \(path): \(errnoText())") }
+            guard lstat(path, &st) == 0 else { throw EngineError(.io, "cannot stat \(path): \(errnoText())") }
+            guard (st.st_mode & S_IFMT) != S_IFLNK else {
+                throw EngineError(.invalidBackup, "\(path) is a symbolic link: a backup holds regular files only")
+            }
             guard (st.st_mode & S_IFMT) == S_IFREG else {
                 throw EngineError(.invalidBackup, "\(path) is not a regular file")
             }
@@ -153,11 +142,11 @@ enum BackupScanner {
                 uid: st.st_uid, gid: st.st_gid, mode: UInt32(st.st_mode) & 0o777)
             let kind = parsed.key.kind
             if parsed.compressed {
-                let head = FileIO.readPrefix(path: path, length: 64 * 1024) ?? []
+                let head = try FileIO.readPrefix(path: path, length: 64 * 1024)
                 file.header = ASMTHeader.decode(head)
                 if case .success = file.header {
                     if kind == .dataStage {
-                        if let prefix = inflatePrefix(Array(head.dropFirst(ASMTHeader.size)), length: 44) {
+                        if let prefix = try inflatePrefix(Array(head.dropFirst(ASMTHeader.size)), length: 44) {
                             file.facts = SegmentFacts.read(kind: kind, prefix: prefix)
                         }
                     } else {
@@ -166,7 +155,8 @@ enum BackupScanner {
                 }
             } else {
                 let length = SegmentFacts.prefixLength(kind: kind)
-                if let prefix = FileIO.readPrefix(path: path, length: length), length > 0 {
+                if length > 0 {
+                    let prefix = try FileIO.readPrefix(path: path, length: length)
                     if prefix.count >= min(length, Layout.nameLength) {
                         file.facts = SegmentFacts.read(kind: kind, prefix: prefix)
                     }
@@ -179,11 +169,10 @@ enum BackupScanner {
         return result
     }
 
-    /// The first `length` bytes of a gzip member, or nil.
-    static func inflatePrefix(_ member: [UInt8], length: Int) -> [UInt8]? {
-        guard case .ok(let headerLength) = GzipFraming.parseHeader(member),
-            let inflater = try? Codec.makeInflater()
-        else { return nil }
+    /// The first `length` bytes of a gzip member, or nil when they cannot be decoded.
+    static func inflatePrefix(_ member: [UInt8], length: Int) throws(EngineError) -> [UInt8]? {
+        guard case .ok(let headerLength) = GzipFraming.parseHeader(member) else { return nil }
+        let inflater = try Codec.makeInflater()
         var output = [UInt8](repeating: 0, count: length)
         let body = Array(member.dropFirst(headerLength))
         var produced = 0

@@ -65,9 +65,7 @@ public struct BackupManifest: Sendable, Codable, Equatable {
         guard (st.st_mode & S_IFMT) == S_IFREG, st.st_size < 64 << 20 else {
             throw EngineError(.invalidBackup, "\(path) is not a regular manifest file")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw EngineError(.io, "cannot read \(path)")
-        }
+        let data = Data(try FileIO.readPrefix(path: path, length: Int(st.st_size) + 1))
         let manifest: BackupManifest
         do {
             manifest = try JSONDecoder().decode(BackupManifest.self, from: data)

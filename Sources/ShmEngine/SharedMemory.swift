@@ -85,7 +85,11 @@ public enum SharedMemory {
             var facts = SegmentFacts()
             var unreadable: String?
             let length = SegmentFacts.prefixLength(kind: key.kind)
-            if length > 0 {
+            if let restoring = RestoreRegistry.namespace(of: info.shmid) {
+                // Being restored here: not attached (the commit check would take that for a server).
+                facts.namespace = key.kind == .base || key.kind == .dataStage ? restoring : nil
+                live.namespace = facts.namespace
+            } else if length > 0 {
                 if let prefix = ListingCache.prefix(shmid: info.shmid)
                     ?? readPrefix(shmid: info.shmid, size: info.size, length: length)
                 {
@@ -103,7 +107,7 @@ public enum SharedMemory {
             guard let settled = settledAttachCount(shmid: result[index].live.shmid, atMost: 0) else { continue }
             result[index].live.attachCount = settled
         }
-        return result.sorted { $0.live.key < $1.live.key }
+        return Leftovers.markUncommitted(result).sorted { $0.live.key < $1.live.key }
     }
 
     /// The attach count of a segment, ignoring brief attachments. A segment listing (this process's or another

@@ -131,12 +131,19 @@ struct ServerTests {
                 #expect(wrong.status == 405)
                 #expect(wrong.header("Allow") == "GET, HEAD")
                 #expect(!wrong.closes)
+                for method in ["TRACE", "CONNECT"] {
+                    client.send("\(method) /health HTTP/1.1\r\nHost: h\r\n\r\n")
+                    let known = try #require(client.readResponse())
+                    #expect(known.status == 405)
+                    #expect(known.header("Allow") == "GET, HEAD")
+                    #expect(!known.closes)
+                }
                 client.send("GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
                 #expect(try #require(client.readResponse()).status == 200)
             }
         }
-        #expect(log.statuses == [404, 405, 200])
-        #expect(log.entries.withLock { $0.map(\.pattern) } == [nil, nil, "/health"])
+        #expect(log.statuses == [404, 405, 405, 405, 200])
+        #expect(log.entries.withLock { $0.map(\.pattern) } == [nil, nil, nil, nil, "/health"])
     }
 
     @Test func errorResponsesGoThroughTheHook() async throws {

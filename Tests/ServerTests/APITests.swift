@@ -32,12 +32,58 @@ struct APITests {
         #expect(wrong.headers["allow"]?.contains("GET") == true)
     }
 
+    @Test func theBinaryServesOpenAPIYAML() async throws {
+        let server = try await TestServer(namespaces: ["api-doc"])
+        defer { server.stopNow() }
+        let response = try await server.request("GET", "/openapi.yaml")
+        #expect(response.status == 200)
+        #expect(response.headers["content-type"] == "application/yaml")
+        #expect(response.body == Array(try OpenAPITests.documentText().utf8))
+    }
+
+    @Test func bodiesThatAreNotJSONAre415() async throws {
+        let server = try await TestServer(namespaces: ["api-media"])
+        defer { server.stopNow() }
+        let body = #"{"instance":14,"dry-run":true}"#
+        for type in ["text/plain", "application/x-www-form-urlencoded"] {
+            for path in ["/v1/backup", "/v1/restore", "/v1/jobs/nope/cancel"] {
+                let response = try await server.request("POST", path, body: body, headers: ["Content-Type": type])
+                #expect(response.status == 415, "\(path) \(type)")
+                #expect(response.errorCode == "UNSUPPORTED_MEDIA_TYPE", "\(path) \(type): \(response.text)")
+                #expect(response.headers["content-type"] == "application/json")
+            }
+        }
+        // JSON, with or without parameters, reaches the handler (here: the dry run's refusal, a 422 without segments).
+        for type in ["application/json", "application/json; charset=utf-8"] {
+            let response = try await server.request("POST", "/v1/backup", body: body, headers: ["Content-Type": type])
+            #expect(response.status != 415, "\(type): \(response.text)")
+        }
+        // No body, no media type needed.
+        let cancel = try await server.request("POST", "/v1/jobs/nope/cancel", headers: ["Content-Type": "text/plain"])
+        #expect(cancel.errorCode == "JOB_NOT_FOUND")
+    }
+
+    @Test func emptyItemsInListFiltersAre400() async throws {
+        let server = try await TestServer(namespaces: ["api-filter"])
+        defer { server.stopNow() }
+        for query in ["type=backup,", "state=,running", "state=running,,failure", "type=", "state="] {
+            let response = try await server.request("GET", "/v1/jobs?\(query)")
+            #expect(response.status == 400, "\(query)")
+            #expect(response.errorCode == "INVALID_QUERY", "\(query)")
+        }
+        for query in ["type=restore", "type=backup,restore&state=running,!failure"] {
+            let response = try await server.request("GET", "/v1/jobs?\(query)")
+            #expect(response.status == 200, "\(query): \(response.text)")
+        }
+    }
+
     @Test func badBodiesAre400() async throws {
         let server = try await TestServer(namespaces: ["api-bad"])
         defer { server.stopNow() }
         let cases: [(String, String)] = [
             ("{", "INVALID_JSON"), ("", "INVALID_JSON"), (#"{"instance":"14"}"#, "INVALID_FIELD"),
             (#"{"instance":14,"namespace":["a"]}"#, "INVALID_FIELD"),
+            (#"{"instance":14,"instance":15}"#, "INVALID_JSON"), (#"{"instance":14,}"#, "INVALID_JSON"),
         ]
         for (body, code) in cases {
             for path in ["/v1/backup", "/v1/restore"] {
@@ -127,7 +173,7 @@ struct APITests {
         let metrics = try await server.request("GET", "/metrics")
         #expect(metrics.status == 200)
         #expect(metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
-        #expect(metrics.text.contains("asmtd_http_requests_total{method=\"GET\",code=\"404\"} 1\n"))
+        #expect(metrics.text.contains("asmtd_http_requests_total{method=\"GET\",route=\"unmatched\",code=\"404\"} 1\n"))
         #expect(metrics.text.contains("process_cpu_seconds_total "))
         try Promtool.check(metrics.text)
     }

@@ -71,7 +71,11 @@ extension ShmTests {
             #expect(sample(after, #"asmtd_jobs_active{type="restore"}"#) == 0)
             #expect((sample(after, #"asmtd_bytes_total{type="backup"}"#) ?? 0) > 0)
             #expect(sample(after, #"asmtd_job_duration_seconds_count{type="restore"}"#) == 1)
-            #expect(sample(after, #"asmtd_last_success_timestamp_seconds{type="backup",instance="14"}"#) != nil)
+            #expect(
+                sample(after, #"asmtd_last_success_timestamp_seconds{type="backup",aerospike_instance="14"}"#) != nil)
+            #expect(sample(after, #"asmtd_backups{aerospike_instance="14",state="complete"}"#) == 1)
+            #expect(sample(after, #"asmtd_backup_newest_complete_timestamp_seconds{aerospike_instance="14"}"#) != nil)
+            #expect(!after.contains("asmtd_job_progress_ratio{"))
             try Promtool.check(after)
 
             let jobs = try await server.request("GET", "/v1/jobs?type=restore&state=success,!failure&limit=5").json
@@ -176,16 +180,28 @@ extension ShmTests {
                 backup: "20260101-000000-00000001", path: backupPath + "/20260101-000000-00000001", created: 1,
                 started: 2,
                 finished: nil, pid: 99999, progress: ProgressRecord(), segments: [], error: nil)
-            // A restore "by this process" that created the segments: recovery must remove exactly those.
-            let restore = JobRecord(
+            // A restore that created the segments and had not committed (base version word 0): recovery must
+            // remove exactly those, whatever pid the record holds.
+            let live = try segments.live()
+            let base = try #require(live.first { $0.key.kind == .base })
+            let address = try #require(shmat(base.shmid, nil, 0))
+            address.storeBytes(of: UInt64(0), as: UInt64.self)
+            shmdt(address)
+            let created = live.map { segment in
+                var info = shmid_ds()
+                shmctl(segment.shmid, IPC_STAT, &info)
+                return CreatedSegment(key: segment.key.hex, shmid: segment.shmid, ctime: Int64(info.shm_ctime))
+            }
+            var restore = JobRecord(
                 id: "20260101-000000-00000002", type: .restore, state: .running, request: request,
-                backup: "x", path: backupPath + "/x", created: 3, started: 4, finished: nil, pid: getpid(),
+                backup: "x", path: backupPath + "/x", created: 3, started: 4, finished: nil, pid: 99999,
                 progress: ProgressRecord(),
                 segments: try segments.live().map {
                     SegmentRecord(
                         key: $0.key.hex, kind: $0.key.kind.rawValue, namespace: "srv-recover", size: $0.size, file: "",
-                        compressed: false, state: "done")
+                        compressed: false, state: .done)
                 }, error: nil)
+            restore.createdSegments = created
             try store.save(backup)
             try store.save(restore)
 
@@ -206,6 +222,10 @@ extension ShmTests {
             let recoveredRestore = try #require(service.jobs.job(restore.id))
             #expect(recoveredRestore.error?.code == "INTERRUPTED")
             #expect(try segments.live().isEmpty)
+            // The interrupted jobs' ends reach the metrics through start-up recovery (Metrics.seed).
+            let metrics = service.metrics.render()
+            #expect(metrics.contains(#"asmtd_last_failure_timestamp_seconds{type="backup",aerospike_instance="14"} "#))
+            #expect(metrics.contains(#"asmtd_last_failure_timestamp_seconds{type="restore",aerospike_instance="14"} "#))
             // And on disk too.
             let reloaded = store.loadAll().records
             #expect(reloaded.allSatisfy { $0.state == .failure })

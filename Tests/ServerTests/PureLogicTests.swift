@@ -62,7 +62,7 @@ struct RequestDecodingTests {
     }
 
     @Test func everyCodeHasAStatus() {
-        for code in APIError.Code.allCases { #expect([400, 401, 404, 409, 422, 500, 503].contains(code.status)) }
+        for code in APIError.Code.allCases { #expect([400, 401, 404, 409, 415, 422, 500, 503].contains(code.status)) }
         #expect(APIError.Code.instanceBusy.status == 409)
         #expect(APIError.Code.noCompleteBackup.status == 422)
         #expect(APIError.Code.shuttingDown.status == 503)
@@ -165,15 +165,15 @@ struct MetricsTests {
         #expect(m.render().contains("asmtd_jobs_total{type=\"backup\",outcome=\"success\"} 0\n"))
         m.jobStarted(type: "backup")
         #expect(m.render().contains("asmtd_jobs_active{type=\"backup\"} 1\n"))
-        m.jobFinished(type: "backup", outcome: "success", instance: 3, seconds: 0.2, bytes: 4096, now: 1000)
-        m.request(method: "BREW", status: 404, seconds: 0.001)
+        m.jobFinished(id: "j", type: "backup", outcome: "success", instance: 3, seconds: 0.2, bytes: 4096, now: 1000)
+        m.request(method: "BREW", route: nil, status: 404, seconds: 0.001)
         let text = m.render()
         #expect(text.contains("asmtd_jobs_total{type=\"backup\",outcome=\"success\"} 1\n"))
         #expect(text.contains("asmtd_jobs_active{type=\"backup\"} 0\n"))
         #expect(text.contains("asmtd_bytes_total{type=\"backup\"} 4096\n"))
-        #expect(text.contains("asmtd_last_success_timestamp_seconds{type=\"backup\",instance=\"3\"} 1000\n"))
+        #expect(text.contains("asmtd_last_success_timestamp_seconds{type=\"backup\",aerospike_instance=\"3\"} 1000\n"))
         #expect(text.contains("asmtd_job_duration_seconds_bucket{type=\"backup\",le=\"0.25\"} 1\n"))
-        #expect(text.contains("asmtd_http_requests_total{method=\"other\",code=\"404\"} 1\n"))
+        #expect(text.contains("asmtd_http_requests_total{method=\"other\",route=\"unmatched\",code=\"404\"} 1\n"))
         #expect(text.contains("asmtd_build_info{version=\"1.2.3\"} 1\n"))
         #expect(text.contains("process_resident_memory_bytes "))
     }
@@ -222,7 +222,7 @@ struct JobStoreTests {
             segments: [
                 SegmentRecord(
                     key: "0xae021000", kind: "pi-base", namespace: "a", size: 4096, file: "ae021000.dat",
-                    compressed: false, state: "done")
+                    compressed: false, state: .done)
             ], error: nil)
         try store.save(record)
         #expect(FileManager.default.createFile(atPath: store.directory + "/x.json.tmp-1-2", contents: Data("{".utf8)))

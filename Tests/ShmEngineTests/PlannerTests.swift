@@ -268,6 +268,9 @@ private func restorePlan(
             segments: entries)
         let checked = try restorePlan(files, manifest: manifest)
         #expect(checked.segments.allSatisfy { $0.crc32 == 42 })
+        // The manifest decides owner, group and mode; each file that disagrees is reported.
+        #expect(checked.segments.allSatisfy { $0.uid == 1 && $0.gid == 1 && $0.mode == 0o600 })
+        #expect(checked.warnings.count == checked.segments.count)
         var shorter = files
         shorter[2].fileSize -= 1
         Fixture.expectCode(.invalidBackup) { _ = try restorePlan(shorter, manifest: manifest) }

@@ -17,7 +17,13 @@ struct API: Sendable {
             Responses.json(200, ["name": "asmtd", "version": Engine.version])
         }
         router.add("GET", "/metrics") { _ in
-            Responses.text(200, metrics.render(), contentType: Exposition.contentType)
+            let inventory = await backupInventory()
+            let ready = readiness().status == "ready"
+            return Responses.text(
+                200, metrics.render(inventory: inventory, ready: ready), contentType: Exposition.contentType)
+        }
+        router.add("GET", "/openapi.yaml") { _ in
+            Responses.text(200, OpenAPIDocument.text, contentType: "application/yaml")
         }
         router.add("POST", "/v1/backup", guarded { (request) throws(APIError) in try await submitBackup(request) })
         router.add("POST", "/v1/restore", guarded { (request) throws(APIError) in try await submitRestore(request) })
@@ -41,12 +47,25 @@ struct API: Sendable {
                     return Responses.error(APIError(.unauthorized, "missing or wrong bearer token"))
                 }
             }
+            if request.method == "POST", !request.body.isEmpty, !Self.isJSONMediaType(request.headers["Content-Type"]) {
+                let given = request.headers["Content-Type"] ?? ""
+                return Responses.error(
+                    APIError(.unsupportedMediaType, "the request body must be application/json, not \"\(given)\""))
+            }
             do throws(APIError) {
                 return try await body(request)
             } catch {
                 return Responses.error(error)
             }
         }
+    }
+
+    /// A request body must be JSON: `application/json`, with parameters or not. A body sent without a
+    /// Content-Type is taken as JSON (the type a client means when it does not say).
+    static func isJSONMediaType(_ header: String?) -> Bool {
+        guard let header else { return true }
+        let type = header.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        return type.trimmingWhitespace().lowercased() == "application/json"
     }
 
     /// Constant-time comparison of "Bearer <token>".
@@ -221,6 +240,22 @@ struct API: Sendable {
         return HTTPResponse(status: 204)
     }
 
+    /// The configured instances' backups for the metrics (directory listings and manifests: off the pool).
+    func backupInventory() async -> BackupInventory {
+        let instances = config.instances
+        let result = await Blocking.run { () throws(Never) -> BackupInventory in
+            let backups = instances.flatMap { instance in
+                BackupCatalog.list(instance: instance).map {
+                    (instance: $0.instance, state: $0.state.rawValue, created: $0.created)
+                }
+            }
+            return BackupInventory(instances: instances.map(\.instance), backups: backups)
+        }
+        switch result {
+        case .success(let inventory): return inventory
+        }
+    }
+
     // MARK: segments, readiness
 
     struct SegmentView: Encodable, Sendable {
@@ -237,9 +272,11 @@ struct API: Sendable {
         var gid: UInt32
         var mode: String
         var creatorPID: Int32
+        /// The base of its instance and nsid is missing or has version word 0 (an unfinished restore's).
+        var uncommitted: Bool
 
         enum CodingKeys: String, CodingKey {
-            case key, kind, instance, nsid, stage, namespace, size, shmid, attached, uid, gid, mode
+            case key, kind, instance, nsid, stage, namespace, size, shmid, attached, uid, gid, mode, uncommitted
             case creatorPID = "creator-pid"
         }
 
@@ -257,6 +294,7 @@ struct API: Sendable {
             gid = s.gid
             mode = "0" + String(s.mode, radix: 8)
             creatorPID = s.creatorPID
+            uncommitted = s.uncommitted
         }
     }
 
@@ -290,6 +328,12 @@ struct API: Sendable {
     }
 
     func ready() async -> HTTPResponse {
+        let readiness = self.readiness()
+        return Responses.json(readiness.status == "ready" ? 200 : 503, readiness)
+    }
+
+    /// The checks of GET /ready (also the `asmtd_ready` metric).
+    func readiness() -> Readiness {
         var checks: [Check] = [Check(name: "config", ok: true, message: "loaded from \(config.file)")]
         checks.append(
             Check(
@@ -299,6 +343,13 @@ struct API: Sendable {
         let stateOK = FileSystem.isWritableDirectory(state) && FileSystem.isWritableDirectory(jobs.store.directory)
         checks.append(
             Check(name: "state-dir", ok: stateOK, message: stateOK ? "\(state) writable" : "\(state) not writable"))
+        let unsaved = jobs.unsavedJobs
+        checks.append(
+            Check(
+                name: "job-records", ok: unsaved.isEmpty,
+                message: unsaved.isEmpty
+                    ? "every record on disk"
+                    : "final record not on disk yet for job(s) \(unsaved.joined(separator: ", "))"))
         for instance in config.instances {
             let ok = FileSystem.isWritableDirectory(instance.backupPath)
             checks.append(
@@ -320,6 +371,6 @@ struct API: Sendable {
                 name: "privileges", ok: root,
                 message: root ? "running as root" : "not root: restores cannot give segments their owners"))
         let ok = checks.allSatisfy(\.ok)
-        return Responses.json(ok ? 200 : 503, Readiness(status: ok ? "ready" : "not-ready", checks: checks))
+        return Readiness(status: ok ? "ready" : "not-ready", checks: checks)
     }
 }

@@ -4,6 +4,7 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidJSON = "INVALID_JSON"
         case invalidField = "INVALID_FIELD"
         case invalidQuery = "INVALID_QUERY"
+        case unsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
         case unauthorized = "UNAUTHORIZED"
         case notFound = "NOT_FOUND"
         case jobNotFound = "JOB_NOT_FOUND"
@@ -38,6 +39,7 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
             case .invalidJSON, .invalidField, .invalidQuery: 400
             case .unauthorized: 401
             case .notFound, .jobNotFound, .backupNotFound: 404
+            case .unsupportedMediaType: 415
             case .instanceBusy, .serverRunning, .segmentsExist, .filesExist, .jobFinished, .backupInUse,
                 .backupBusy:
                 409

@@ -5,6 +5,12 @@ struct JobFilters: Sendable, Equatable {
     var limit = 100
 
     static func parse(type: String?, state: String?, limit: String?) throws(APIError) -> JobFilters {
+        for (name, text) in [("type", type), ("state", state)] {
+            if let text, text.split(separator: ",", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
+                throw APIError(
+                    .invalidQuery, "\(name) has an empty item; list values separated by single commas, or omit it")
+            }
+        }
         var filters = JobFilters()
         if let type, !type.isEmpty {
             var set = Set<JobType>()

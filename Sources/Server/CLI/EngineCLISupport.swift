@@ -73,6 +73,10 @@ enum EngineCLI {
         }
     }
 
+    static func warn(_ warnings: [String]) {
+        for warning in warnings { FileHandle.standardError.write(Data("asmtd: warning: \(warning)\n".utf8)) }
+    }
+
     static func fail(message: String) -> ExitCode {
         FileHandle.standardError.write(Data("asmtd: error: \(message)\n".utf8))
         return ExitCode(1)
@@ -105,7 +109,7 @@ enum EngineCLI {
             let line = row.enumerated().map { index, cell in
                 cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
-            print(line.trimmingCharacters(in: .whitespaces))
+            print(line.trimmingWhitespace())
         }
     }
 

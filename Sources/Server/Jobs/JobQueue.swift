@@ -22,7 +22,7 @@ final class JobQueue: Sendable {
 
     init(
         config: Config, metrics: Metrics, logger: Logger, engine: any JobEngine = LiveEngine(),
-        launch: @escaping JobRunner.Launcher = JobRunner.thread
+        launch: @escaping JobRunner.Launcher = JobRunner.thread, retryDelay: Duration = .milliseconds(500)
     ) {
         self.config = config
         self.store = JobStore(stateDirectory: config.service.stateDir)
@@ -31,7 +31,7 @@ final class JobQueue: Sendable {
         self.logger = logger
         self.runner = JobRunner(
             registry: registry, store: store, engine: engine, metrics: metrics, logger: logger,
-            jobsKept: config.service.jobsKept, launch: launch)
+            jobsKept: config.service.jobsKept, launch: launch, retryDelay: retryDelay)
     }
 
     /// Loads the records; a job left queued or running by a dead process is finished by `JobRecovery`.
@@ -54,6 +54,7 @@ final class JobQueue: Sendable {
             loaded.append(record)
         }
         registry.load(loaded)
+        runner.metrics.seed(from: loaded)
         runner.prune()
     }
 
@@ -87,14 +88,12 @@ final class JobQueue: Sendable {
         let plan = try await Blocking.run { () throws(EngineError) -> BackupPlan in try engine.planBackup(request) }
             .mapError { APIError($0) }.get()
         if submission.dryRun { return .backupPlan(plan) }
-        let record = JobRecord(
-            id: id, type: .backup, state: .queued,
-            request: JobRequest(
+        let record = JobRecord.queued(
+            id, .backup,
+            JobRequest(
                 instance: instance.instance, namespaces: namespaces, compress: request.compress,
                 verify: request.verify, threads: request.threads),
-            backup: id, path: directory, created: Time.now(), started: nil, finished: nil, pid: nil,
-            progress: ProgressRecord(bytesTotal: plan.totalBytes, segmentsTotal: plan.segments.count),
-            segments: plan.segments.map(SegmentRecord.init), error: nil)
+            backup: id, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
         try accept(record)
         keep = true
         runner.start(record) { progress, token throws(EngineError) in
@@ -128,18 +127,28 @@ final class JobQueue: Sendable {
         let plan = try await Blocking.run { () throws(EngineError) -> RestorePlan in try engine.planRestore(request) }
             .mapError { APIError($0) }.get()
         if submission.dryRun { return .restorePlan(plan) }
-        let record = JobRecord(
-            id: id, type: .restore, state: .queued,
-            request: JobRequest(
+        for warning in plan.warnings { logger.warning("restore plan: \(warning)", metadata: ["job": "\(id)"]) }
+        let record = JobRecord.queued(
+            id, .restore,
+            JobRequest(
                 instance: instance.instance, namespaces: namespaces, compress: nil, verify: request.verify,
                 threads: request.threads),
-            backup: backup, path: directory, created: Time.now(), started: nil, finished: nil, pid: nil,
-            progress: ProgressRecord(bytesTotal: plan.totalBytes, segmentsTotal: plan.segments.count),
-            segments: plan.segments.map(SegmentRecord.init), error: nil)
+            backup: backup, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
         try accept(record)
         keep = true
-        runner.start(record) { progress, token throws(EngineError) in
-            try engine.restore(plan, request: request, progress: progress, cancellation: token)
+        var tracked = request
+        let runner = self.runner
+        // The segments exist and none is written yet: their record must be on disk before the restore goes on,
+        // so that recovery after a crash finds exactly them.
+        tracked.onCreated = { created throws(EngineError) in
+            do {
+                try runner.journal(id) { $0.createdSegments = created }
+            } catch {
+                throw EngineError(.io, "cannot write the job record: \(error)")
+            }
+        }
+        runner.start(record) { [tracked] progress, token throws(EngineError) in
+            try engine.restore(plan, request: tracked, progress: progress, cancellation: token)
         }
         return .accepted(record)
     }
@@ -163,8 +172,15 @@ final class JobQueue: Sendable {
         return requested
     }
 
-    /// Admits the job, then writes its record: a job whose record cannot be written is refused.
+    /// Admits the job, then writes its record: a job whose record cannot be written is refused. So is any
+    /// job while an earlier job's final record is not on disk yet (it is written first when it can be).
     private func accept(_ record: JobRecord) throws(APIError) {
+        guard runner.saveUnsaved() else {
+            let ids = registry.unsaved().map(\.id).joined(separator: ", ")
+            throw APIError(
+                .io,
+                "cannot write job records: the final record of job(s) \(ids) is not on disk yet; check the state dir")
+        }
         try registry.admit(record)
         do {
             try store.save(record)
@@ -199,4 +215,7 @@ final class JobQueue: Sendable {
     }
 
     func releaseBackup(_ id: String, for user: String) { registry.releaseBackup(id, for: user) }
+
+    /// Finished jobs whose final record is not on disk yet.
+    var unsavedJobs: [String] { registry.unsaved().map(\.id) }
 }

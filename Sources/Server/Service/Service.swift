@@ -37,7 +37,7 @@ final class Service: Sendable {
         hooks.onResponse = { method, route, status, duration in
             let (whole, attoseconds) = duration.components
             let seconds = Double(whole) + Double(attoseconds) / 1e18
-            metrics.request(method: method, status: status, seconds: seconds)
+            metrics.request(method: method, route: route, status: status, seconds: seconds)
             // The route pattern, never the raw target: ids and queries stay out of the access log.
             logger.debug(
                 "request",

@@ -1,0 +1,127 @@
+import CSyscalls
+import Glibc
+import Synchronization
+
+/// Readiness of the server's sockets, from a private epoll instance watched by one thread of its own.
+///
+/// Dispatch read and write sources are not used for sockets: on Linux, libdispatch's epoll backend handles
+/// `EPOLLHUP` (which a peer's reset raises) on its manager thread while the source's own queue acknowledges the
+/// deletion, and when the manager thread is delayed between the two (a busy machine preempts it) the source is
+/// finalized twice and the process dies with SIGILL in `_dispatch_source_refs_finalize_unregistration`, or
+/// touches a freed note (SIGSEGV). Here epoll's data is a registration number, never a pointer: an event for a
+/// registration already removed finds nothing and is dropped, and the fd is closed right after its removal.
+///
+/// Every registration is one-shot (`EPOLLONESHOT`): after an event it stays disarmed until its owner arms it
+/// again, so at most one event per registration is in flight.
+final class SocketPoller: @unchecked Sendable {
+    typealias Handler = @Sendable (_ events: UInt32) -> Void
+
+    static let readable = UInt32(CEPOLL_IN | CEPOLL_RDHUP)
+    static let writable = UInt32(CEPOLL_OUT)
+    /// Always reported, armed or not (until the one-shot event disarms the registration).
+    static let failed = UInt32(CEPOLL_HUP | CEPOLL_ERR)
+
+    private static let wakeToken = UInt64.max
+
+    /// Closed in `deinit` only, so that a late `arm` or `remove` never reaches a reused fd number.
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private let handlers = Mutex<[UInt64: Handler]>([:])
+    private let stopping = Atomic<Bool>(false)
+    /// Set by `start` and read by `stop`, both called from the server's accept queue.
+    private var thread: pthread_t?
+
+    init() throws(HTTPServerError) {
+        epollFD = cepoll_create()
+        guard epollFD >= 0 else { throw HTTPServerError("epoll_create1") }
+        wakeFD = cepoll_eventfd()
+        guard wakeFD >= 0 else {
+            let error = HTTPServerError("eventfd")
+            Glibc.close(epollFD)
+            throw error
+        }
+        guard cepoll_ctl(epollFD, Int32(CEPOLL_CTL_ADD), wakeFD, UInt32(CEPOLL_IN), Self.wakeToken) == 0
+        else {
+            let error = HTTPServerError("epoll_ctl")
+            Glibc.close(wakeFD)
+            Glibc.close(epollFD)
+            throw error
+        }
+    }
+
+    deinit {
+        Glibc.close(wakeFD)
+        Glibc.close(epollFD)
+    }
+
+    /// Starts the thread that waits for events and calls the handlers (on that thread: they must be quick).
+    func start() throws(HTTPServerError) {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var created = pthread_t()
+        let rc = pthread_create(
+            &created, nil,
+            { context in
+                let poller = Unmanaged<SocketPoller>.fromOpaque(context!).takeRetainedValue()
+                poller.run()
+                return nil
+            }, context)
+        guard rc == 0 else {
+            Unmanaged<SocketPoller>.fromOpaque(context).release()
+            throw HTTPServerError("pthread_create", errno: rc)
+        }
+        thread = created
+    }
+
+    /// Ends the thread and waits for it; handlers are not called afterwards.
+    func stop() {
+        guard let thread else { return }
+        self.thread = nil
+        stopping.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, MemoryLayout<UInt64>.size)
+        pthread_join(thread, nil)
+    }
+
+    /// Watches `fd` as registration `id`, armed for `events`.
+    func add(_ id: UInt64, fd: Int32, events: UInt32, handler: @escaping Handler) -> Bool {
+        handlers.withLock { $0[id] = handler }
+        guard control(CEPOLL_CTL_ADD, id: id, fd: fd, events: events) else {
+            handlers.withLock { _ = $0.removeValue(forKey: id) }
+            return false
+        }
+        return true
+    }
+
+    /// Arms registration `id` for `events` (0: only errors and hang-ups, which epoll always reports).
+    @discardableResult
+    func arm(_ id: UInt64, fd: Int32, events: UInt32) -> Bool {
+        control(CEPOLL_CTL_MOD, id: id, fd: fd, events: events)
+    }
+
+    /// Stops watching `fd`; its handler is not called after this returns, except for an event already taken
+    /// off the queue, which its owner must ignore. The caller may close `fd` right after.
+    func remove(_ id: UInt64, fd: Int32) {
+        _ = cepoll_ctl(epollFD, Int32(CEPOLL_CTL_DEL), fd, 0, 0)
+        handlers.withLock { _ = $0.removeValue(forKey: id) }
+    }
+
+    private func control(_ operation: Int, id: UInt64, fd: Int32, events: UInt32) -> Bool {
+        cepoll_ctl(epollFD, Int32(operation), fd, events | UInt32(CEPOLL_ONESHOT), id) == 0
+    }
+
+    private func run() {
+        let capacity = 64
+        let events = UnsafeMutablePointer<cepoll_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        while !stopping.load(ordering: .acquiring) {
+            let count = Syscalls.retryingEINTR { cepoll_wait(epollFD, events, Int32(capacity), -1) }
+            if count < 0 { break }  // only EBADF or EINVAL, which would be a bug here
+            for index in 0..<Int(count) {
+                let id = events[index].data
+                if id == Self.wakeToken { continue }
+                let handler = handlers.withLock { $0[id] }
+                handler?(events[index].events)
+            }
+        }
+    }
+}
