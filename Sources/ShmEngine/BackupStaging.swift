@@ -48,15 +48,30 @@ enum BackupStaging {
         return decision
     }
 
+    /// The directory's entries as the next backup will find them once it has removed the leftovers: what planning
+    /// judges (a leftover of a killed backup must not block the next one; a publication lacking only the manifest's
+    /// rename is a completed backup). Writes nothing.
+    static func namesAfterCleanup(directory: String) throws(EngineError) -> [String] {
+        let names = try FileIO.list(directory)
+        let decision = decide(names: names, pending: try pendingManifest(directory: directory, names: names))
+        var after = names.filter { !decision.remove.contains($0) }
+        if decision.completeManifest {
+            after = after.filter { $0 != pendingManifest } + [BackupManifest.fileName]
+        }
+        return after
+    }
+
+    static func pendingManifest(directory: String, names: [String]) throws(EngineError) -> BackupManifest? {
+        guard names.contains(pendingManifest) else { return nil }
+        // Unreadable or half-written: it was never complete, so no rename followed it (see `decide`).
+        return try? BackupManifest.load(directory: directory, fileName: pendingManifest)
+    }
+
     /// Applies `decide` to `directory`, which the caller holds locked (`DirectoryLock.exclusive`). Returns the names
     /// removed.
     static func clean(directory: String) throws(EngineError) -> [String] {
         let names = try FileIO.list(directory)
-        var pending: BackupManifest?
-        if names.contains(pendingManifest) {
-            pending = try? BackupManifest.load(directory: directory, fileName: pendingManifest)
-        }
-        let decision = decide(names: names, pending: pending)
+        let decision = decide(names: names, pending: try pendingManifest(directory: directory, names: names))
         guard decision.completeManifest || !decision.remove.isEmpty else { return [] }
         var removed: [String] = []
         for name in decision.remove {

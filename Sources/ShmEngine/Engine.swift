@@ -21,7 +21,7 @@ public enum Engine {
         var manifestPresent = false
         switch try FileIO.kind(request.directory) {
         case .directory:
-            files = try FileIO.list(request.directory)
+            files = try BackupStaging.namesAfterCleanup(directory: request.directory)
             manifestPresent = files.contains(BackupManifest.fileName)
         case .other:
             throw EngineError(.io, "\(request.directory) exists and is not a directory")

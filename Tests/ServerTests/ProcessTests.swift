@@ -19,18 +19,9 @@ final class AsmtdProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var log = ""
 
-    /// `environment` is added to this process's; `openFiles` runs it under `prlimit --nofile=N:N`.
-    init(_ arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil) throws {
-        if let openFiles {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-            process.arguments = ["--nofile=\(openFiles):\(openFiles)", Self.binary] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: Self.binary)
-            process.arguments = arguments
-        }
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
+    init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
         process.standardOutput = output
         process.standardError = output
         output.fileHandleForReading.readabilityHandler = { [weak self] handle in
@@ -61,15 +52,6 @@ final class AsmtdProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(seconds)
         while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         return process.isRunning ? nil : process.terminationStatus
-    }
-
-    /// Blocks until the process exits and its output is read to the end; returns the exit status.
-    func waitAndDrain() -> Int32 {
-        process.waitUntilExit()
-        output.fileHandleForReading.readabilityHandler = nil
-        let rest = output.fileHandleForReading.readDataToEndOfFile()
-        lock.withLock { log += String(decoding: rest, as: UTF8.self) }
-        return process.terminationStatus
     }
 
     func signal(_ number: Int32) {

@@ -151,8 +151,9 @@ import Testing
                 Fixture.writeFile(directory + "/" + BackupStaging.pendingManifest, pending.encoded())
                 Fixture.writeFile(directory + "/ad008177.dat.gz", [3])  // not ours: stays
                 let request = BackupRequest(instance: 14, namespaces: ["leftover"], directory: directory)
-                // The renamed stage file makes the directory look taken until it is cleaned.
-                Fixture.expectCode(.filesExist) { _ = try Engine.planBackup(request) }
+                // Planning sees the directory as the backup will once it has removed the leftovers: the renamed
+                // stage file, listed by the pending manifest without its base, does not block it.
+                #expect(try Engine.planBackup(request).segments.count == created.count)
                 let removed = try Engine.removeStaging(directory: directory)
                 #expect(removed.count == created.count + 2)
                 #expect(removed.contains(stage.key.fileName(compressed: false)))
