@@ -39,7 +39,7 @@ struct JobRecovery: Sendable {
                 record.progress.bytesDone = record.progress.bytesTotal
                 record.progress.segmentsDone = record.progress.segmentsTotal
             case .removed(let count, let stuck):
-                message += "; removed \(count) uncommitted segment(s) it had created"
+                message += "; removed \(count) segment(s) it had created"
                 if !stuck.isEmpty {
                     message +=
                         "; \(stuck.count) attached segment(s) could not be removed: "
