@@ -107,6 +107,17 @@ public enum SegmentTable {
         return result.sorted { $0.key.rawValue < $1.key.rawValue }
     }
 
+    /// The name and shutdown state in a base segment's first bytes. Attaches it read-only for microseconds, which
+    /// changes its attach time and last pid: callers that watch those fields look before and after.
+    public static func baseFacts(shmid: Int32, key: SegmentKey, size: UInt64) -> BaseFacts? {
+        guard key.kind == .base,
+            let prefix = SharedMemory.readPrefix(
+                shmid: shmid, size: size, length: SegmentFacts.prefixLength(kind: .base))
+        else { return nil }
+        let facts = SegmentFacts.read(kind: .base, prefix: prefix)
+        return BaseFacts(namespace: facts.namespace, version: facts.version, shutdownStatus: facts.shutdownStatus)
+    }
+
     /// A whole small /proc file (these report size 0, so read until EOF).
     static func readText(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -125,4 +136,20 @@ public enum SegmentTable {
         }
         return String(decoding: bytes, as: UTF8.self)
     }
+}
+
+/// What a base segment says about asd's last shutdown.
+public struct BaseFacts: Sendable, Equatable {
+    public var namespace: String?
+    public var version: UInt32?
+    public var shutdownStatus: UInt32?
+
+    public init(namespace: String?, version: UInt32?, shutdownStatus: UInt32?) {
+        self.namespace = namespace
+        self.version = version
+        self.shutdownStatus = shutdownStatus
+    }
+
+    /// Committed (version word set) and marked clean by asd (shutdown status 1).
+    public var clean: Bool { (version ?? 0) != 0 && shutdownStatus == 1 }
 }

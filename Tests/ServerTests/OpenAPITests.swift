@@ -45,7 +45,7 @@ struct OpenAPITests {
         let documented = try documentedRoutes()
         #expect(served.subtracting(documented).isEmpty, "not in openapi.yaml: \(served.subtracting(documented))")
         #expect(documented.subtracting(served).isEmpty, "documented but not served: \(documented.subtracting(served))")
-        #expect(served.count == 13)
+        #expect(served.count == 15)
     }
 
     @Test func everyErrorCodeIsDocumented() throws {

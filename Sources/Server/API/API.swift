@@ -8,6 +8,8 @@ struct API: Sendable {
     let config: Config
     let jobs: JobManager
     let metrics: Metrics
+    /// The segment watcher (freshness); nil only in tests that build the routes alone.
+    var watcher: Watcher? = nil
 
     func router() -> Router {
         var router = Router()
@@ -17,7 +19,7 @@ struct API: Sendable {
             Responses.json(200, ["name": "asmtd", "version": Engine.version])
         }
         router.add("GET", "/metrics") { _ in
-            Responses.text(200, metrics.render(), contentType: Exposition.contentType)
+            Responses.text(200, metrics.render() + (await warmMetrics()), contentType: Exposition.contentType)
         }
         router.add("POST", "/v1/backup", guarded { (request) throws(APIError) in try await submitBackup(request) })
         router.add("POST", "/v1/restore", guarded { (request) throws(APIError) in try await submitRestore(request) })
@@ -29,6 +31,7 @@ struct API: Sendable {
         router.add(
             "DELETE", "/v1/backups/{id}", guarded { (request) throws(APIError) in try await deleteBackup(request) })
         router.add("GET", "/v1/segments", guarded { (request) throws(APIError) in try await listSegments(request) })
+        addWarmRoutes(&router)
         return router
     }
 
@@ -202,7 +205,7 @@ struct API: Sendable {
         var all: [BackupInfo] = []
         for instance in instances {
             all += BackupCatalog.list(instance: instance).map { info in
-                var info = info
+                var info = withFreshness(info)
                 info.usedBy = jobs.user(ofBackup: info.id)
                 return info
             }
@@ -215,6 +218,7 @@ struct API: Sendable {
         guard Paths.isSafeName(id), var (info, _) = BackupCatalog.find(id: id, in: config) else {
             throw APIError(.backupNotFound, "no backup \(id)")
         }
+        info = withFreshness(info)
         info.usedBy = jobs.user(ofBackup: id)
         return Responses.json(200, info)
     }
@@ -234,6 +238,7 @@ struct API: Sendable {
         if case .failure(let error) = removed {
             throw APIError(.io, "cannot remove backup \(id): \(error)")
         }
+        watcher?.forget(id)
         jobs.logger.info("backup deleted", metadata: ["backup": "\(id)", "path": "\(path)"])
         return HTTPResponse(status: 204)
     }
@@ -288,8 +293,13 @@ struct API: Sendable {
             instance = n
         }
         let filter = instance
+        // The listing attaches bases and data stages to read their names: the watcher looks before and after.
+        let watched = config.instances.map(\.instance).filter { filter == nil || $0 == filter }
+        let watcher = watcher
         let result = await Blocking.run { () throws(EngineError) -> [LiveSegment] in
-            try SharedMemory.segments(instance: filter)
+            for n in watched { watcher?.beginOwn(n) }
+            defer { for n in watched { watcher?.endOwn(n) } }
+            return try SharedMemory.segments(instance: filter)
         }
         let segments = try result.mapError { APIError($0) }.get()
         return Responses.json(200, SegmentList(segments: segments.sorted { $0.key < $1.key }.map(SegmentView.init)))

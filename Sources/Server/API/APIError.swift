@@ -14,6 +14,8 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case filesExist = "FILES_EXIST"
         case jobFinished = "JOB_FINISHED"
         case backupInUse = "BACKUP_IN_USE"
+        case backupStale = "BACKUP_STALE"
+        case insufficientStorage = "INSUFFICIENT_STORAGE"
         case unknownInstance = "UNKNOWN_INSTANCE"
         case unknownNamespace = "UNKNOWN_NAMESPACE"
         case namespaceNotFound = "NAMESPACE_NOT_FOUND"
@@ -37,12 +39,14 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
             case .invalidJSON, .invalidField, .invalidQuery: 400
             case .unauthorized: 401
             case .notFound, .jobNotFound, .backupNotFound: 404
-            case .instanceBusy, .serverRunning, .segmentsExist, .filesExist, .jobFinished, .backupInUse: 409
+            case .instanceBusy, .serverRunning, .segmentsExist, .filesExist, .jobFinished, .backupInUse, .backupStale:
+                409
             case .unknownInstance, .unknownNamespace, .namespaceNotFound, .noCompleteBackup, .backupIncomplete,
                 .uncleanShutdown, .invalidSegments, .invalidBackup, .verifyFailed, .invalidRequest:
                 422
             case .canceled, .interrupted, .io, .system, .internalError: 500
             case .shuttingDown: 503
+            case .insufficientStorage: 507
             }
         }
     }

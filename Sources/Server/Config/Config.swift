@@ -17,6 +17,19 @@ struct InstanceConfig: Sendable, Equatable {
     var threads: Int = 0
     var compress: Bool = false
     var verify: Bool = true
+    /// Complete backups kept per instance after a successful backup; 0 = all.
+    var keep: Int = 0
+    var auto = AutoSettings()
+}
+
+/// `instances[].auto`: the automatic mode under systemd (issue 9 §3).
+struct AutoSettings: Sendable, Equatable {
+    /// At start, before READY: restore a fresh backup when no segment of the namespaces exists.
+    var restoreOnStart = false
+    /// At stop: back up when asd stopped cleanly and no fresh backup covers the namespaces.
+    var backupOnStop = false
+    /// Milliseconds the start-up restore may take before it is canceled (its segments removed: asd cold-starts).
+    var restoreTimeoutMs = 600_000
 }
 
 /// The `service:` block.
@@ -35,6 +48,8 @@ struct ServiceSettings: Sendable, Equatable {
     var stateDir = ""
     var jobsKept = 1000
     var shutdownTimeoutMs = 30000
+    /// Milliseconds between two looks at the kernel's segment table (freshness of backups).
+    var watchIntervalMs = 5000
 }
 
 /// The whole configuration, paths already absolute.
@@ -133,7 +148,7 @@ struct ConfigReader {
     }
 
     mutating func readService(_ node: YAMLNode, into service: inout ServiceSettings) {
-        let known = ["http", "auth", "logger", "state-dir", "jobs-kept", "shutdown-timeout"]
+        let known = ["http", "auth", "logger", "state-dir", "jobs-kept", "shutdown-timeout", "watch-interval"]
         guard let map = fields(node, "service", known: known) else { return }
         if let http = map["http"] {
             let keys = ["address", "port", "timeout", "idle-timeout", "max-connections", "max-body"]
@@ -189,6 +204,9 @@ struct ConfigReader {
         if let v = map["shutdown-timeout"], let n = int(v, "service.shutdown-timeout", 0...86_400_000) {
             service.shutdownTimeoutMs = n
         }
+        if let v = map["watch-interval"], let n = int(v, "service.watch-interval", 100...3_600_000) {
+            service.watchIntervalMs = n
+        }
     }
 
     mutating func readInstances(_ node: YAMLNode) -> [InstanceConfig] {
@@ -202,7 +220,7 @@ struct ConfigReader {
         var paths: [String: Int] = [:]  // backup path → instance
         for (index, item) in items.enumerated() {
             let path = "instances[\(index)]"
-            let known = ["instance", "backup-path", "namespaces", "threads", "compress", "verify"]
+            let known = ["instance", "backup-path", "namespaces", "threads", "compress", "verify", "keep", "auto"]
             guard let map = fields(item, path, known: known) else { continue }
             var instance = InstanceConfig(instance: -1, backupPath: "", namespaces: [])
             var complete = true
@@ -242,9 +260,21 @@ struct ConfigReader {
             if let v = map["threads"], let n = int(v, "\(path).threads", 0...1024) { instance.threads = n }
             if let v = map["compress"], let b = bool(v, "\(path).compress") { instance.compress = b }
             if let v = map["verify"], let b = bool(v, "\(path).verify") { instance.verify = b }
+            if let v = map["keep"], let n = int(v, "\(path).keep", 0...100_000) { instance.keep = n }
+            if let v = map["auto"] { readAuto(v, "\(path).auto", into: &instance.auto) }
             if complete { result.append(instance) }
         }
         return result
+    }
+
+    mutating func readAuto(_ node: YAMLNode, _ path: String, into auto: inout AutoSettings) {
+        let known = ["restore-on-start", "backup-on-stop", "restore-timeout"]
+        guard let map = fields(node, path, known: known) else { return }
+        if let v = map["restore-on-start"], let b = bool(v, "\(path).restore-on-start") { auto.restoreOnStart = b }
+        if let v = map["backup-on-stop"], let b = bool(v, "\(path).backup-on-stop") { auto.backupOnStop = b }
+        if let v = map["restore-timeout"], let n = int(v, "\(path).restore-timeout", 1000...86_400_000) {
+            auto.restoreTimeoutMs = n
+        }
     }
 
     mutating func namespaces(_ node: YAMLNode, _ path: String) -> [String]? {

@@ -32,13 +32,16 @@ final class JobManager: Sendable {
     let store: JobStore
     let metrics: Metrics
     let logger: Logger
+    /// Freshness, evidence, space and retention (issue 9); nil runs the queue without them.
+    let warm: WarmJobHooks?
     private let state = Mutex(State())
 
-    init(config: Config, metrics: Metrics, logger: Logger) {
+    init(config: Config, metrics: Metrics, logger: Logger, warm: WarmJobHooks? = nil) {
         self.config = config
         self.store = JobStore(stateDirectory: config.service.stateDir)
         self.metrics = metrics
         self.logger = logger
+        self.warm = warm
     }
 
     // MARK: start-up recovery
@@ -130,6 +133,8 @@ final class JobManager: Sendable {
         try reserve(instance: instance.instance, job: id)
         var keep = false
         defer { if !keep { release(instance: instance.instance, job: id) } }
+        warm?.willAttach(instance.instance)
+        defer { if !keep { warm?.didDetach(instance.instance) } }
         let directory = Paths.join(instance.backupPath, id)
         let request = BackupRequest(
             instance: instance.instance, namespaces: namespaces, directory: directory,
@@ -137,6 +142,7 @@ final class JobManager: Sendable {
             threads: submission.threads ?? instance.threads)
         let plan = try await Blocking.run { () throws(EngineError) -> BackupPlan in try Engine.planBackup(request) }
             .mapError { APIError($0) }.get()
+        try warm?.checkSpace(plan, compress: request.compress, instance: instance)
         if submission.dryRun { return .backupPlan(plan) }
         let record = JobRecord(
             id: id, type: .backup, state: .queued,
@@ -148,8 +154,9 @@ final class JobManager: Sendable {
             segments: plan.segments.map(SegmentRecord.init), error: nil)
         try accept(record)
         keep = true
-        start(record) { progress, token throws(EngineError) in
-            _ = try Engine.backup(plan, request: request, progress: progress, cancellation: token)
+        start(record) { [warm] progress, token throws(EngineError) in
+            let manifest = try Engine.backup(plan, request: request, progress: progress, cancellation: token)
+            warm?.backupCompleted(id: id, instance: request.instance, manifest: manifest, directory: directory)
         }
         return .accepted(record)
     }
@@ -162,6 +169,9 @@ final class JobManager: Sendable {
         var keep = false
         defer { if !keep { release(instance: instance.instance, job: id) } }
         let backup = try chooseBackup(submission.backup, instance: instance, namespaces: namespaces)
+        let warnings = try warm?.checkRestore(backup: backup, namespaces: namespaces, force: submission.force) ?? []
+        warm?.willAttach(instance.instance)
+        defer { if !keep { warm?.didDetach(instance.instance) } }
         // Held from now on, so that a DELETE cannot remove it between the plan and the run.
         try reserveBackup(backup, for: id)
         defer { if !keep { releaseBackup(backup, for: id) } }
@@ -176,10 +186,10 @@ final class JobManager: Sendable {
             id: id, type: .restore, state: .queued,
             request: JobRequest(
                 instance: instance.instance, namespaces: namespaces, compress: nil, verify: request.verify,
-                threads: request.threads),
+                threads: request.threads, force: submission.force ? true : nil),
             backup: backup, path: directory, created: Time.now(), started: nil, finished: nil, pid: nil,
             progress: ProgressRecord(bytesTotal: plan.totalBytes, segmentsTotal: plan.segments.count),
-            segments: plan.segments.map(SegmentRecord.init), error: nil)
+            segments: plan.segments.map(SegmentRecord.init), error: nil, warnings: warnings.isEmpty ? nil : warnings)
         try accept(record)
         keep = true
         start(record) { progress, token throws(EngineError) in
@@ -291,6 +301,12 @@ final class JobManager: Sendable {
             removeIncompleteBackup(started.path)
         }
         let final = finish(id, live: live, state: outcome.0, error: outcome.1, begin: begin)
+        warm?.didDetach(final.request.instance)
+        if let warm, final.type == .backup, final.state == .success,
+            let instance = config.instance(final.request.instance)
+        {
+            warm.applyRetention(instance, jobs: self)
+        }
         let seconds = Time.monotonic() - begin
         var metadata: Logger.Metadata = [
             "job": "\(id)", "type": "\(final.type.rawValue)", "outcome": "\(final.state.rawValue)",

@@ -9,6 +9,7 @@ final class Service: Sendable {
     let logger: Logger
     let metrics: Metrics
     let jobs: JobManager
+    let watcher: Watcher
     let router: Router
     let http: HTTPServer
 
@@ -17,9 +18,13 @@ final class Service: Sendable {
         self.logger = logger
         let metrics = Metrics(version: Engine.version)
         self.metrics = metrics
-        let jobs = JobManager(config: config, metrics: metrics, logger: logger)
+        let watcher = Watcher(config: config, logger: logger)
+        self.watcher = watcher
+        let jobs = JobManager(
+            config: config, metrics: metrics, logger: logger,
+            warm: WarmJobHooks(watcher: watcher, config: config, logger: logger))
         self.jobs = jobs
-        let api = API(config: config, jobs: jobs, metrics: metrics)
+        let api = API(config: config, jobs: jobs, metrics: metrics, watcher: watcher)
         let router = api.router()
         self.router = router
         var http = HTTPServerConfiguration()
@@ -59,6 +64,7 @@ final class Service: Sendable {
             try FileSystem.createDirectories(instance.backupPath, mode: 0o700)
         }
         try jobs.recover()
+        try watcher.start()
         try http.start()
         logger.info(
             "asmtd listening",
@@ -78,6 +84,7 @@ final class Service: Sendable {
         logger.info("shutting down", metadata: ["running-jobs": "\(active)"])
         await jobs.drain(timeout: .milliseconds(config.service.shutdownTimeoutMs))
         await http.shutdown(gracePeriod: .seconds(5))
+        watcher.stop()
         logger.info("stopped")
     }
 }
