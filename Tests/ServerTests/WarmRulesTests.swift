@@ -336,3 +336,60 @@ struct SegmentTableTests {
         #expect(SegmentTable.parse("garbage\n1 2 3\n") == [])
     }
 }
+
+struct SpaceCheckTests {
+    @Test func plainNeedsTheSegmentBytesCompressedTheMeasuredRatio() {
+        let segments: [(kind: SegmentKind, size: UInt64)] = [(.base, 1_000_000), (.primaryStage, 100_000_000)]
+        let margin: UInt64 = 16 << 20
+        #expect(SpaceCheck.required(segments: segments, compress: false, ratio: 0.1) == 102_010_000 + margin)
+        #expect(SpaceCheck.required(segments: segments, compress: true, ratio: 0.1) == 11_110_000 + margin)
+        // Without a measurement the ratio is 1: incompressible data fits too.
+        #expect(SpaceCheck.required(segments: segments, compress: true, ratio: nil) == 102_010_000 + margin)
+        #expect(SpaceCheck.available("/") != nil)
+        #expect(SpaceCheck.available("/nonexistent/path") == nil)
+    }
+}
+
+struct WarmConfigTests {
+    @Test func autoKeysParseStrictly() throws {
+        let yaml = """
+            service: {watch-interval: 250}
+            instances:
+              - instance: 0
+                backup-path: /b
+                namespaces: [test]
+                keep: 3
+                auto: {restore-on-start: true, backup-on-stop: true, restore-timeout: 5000}
+            """
+        let config = try Config.parse(yaml, file: "/etc/asmtd.yml").get()
+        #expect(config.service.watchIntervalMs == 250)
+        #expect(config.instances[0].keep == 3)
+        #expect(
+            config.instances[0].auto
+                == AutoSettings(restoreOnStart: true, backupOnStop: true, restoreTimeoutMs: 5000))
+        let defaults = try Config.parse("instances: [{instance: 0, backup-path: /b, namespaces: [t]}]", file: "/x")
+            .get()
+        #expect(defaults.service.watchIntervalMs == 5000)
+        #expect(defaults.instances[0].auto == AutoSettings())
+        #expect(defaults.instances[0].keep == 0)
+    }
+
+    @Test func badAutoKeysAreErrors() {
+        let yaml = """
+            instances:
+              - instance: 0
+                backup-path: /b
+                namespaces: [test]
+                keep: -1
+                auto: {restore-on-stat: true, backup-on-stop: yes}
+            """
+        guard case .failure(let errors) = Config.parse(yaml, file: "/x") else {
+            Issue.record("accepted")
+            return
+        }
+        let text = errors.description
+        #expect(text.contains("instances[0].keep: -1 is out of range"))
+        #expect(text.contains("instances[0].auto.restore-on-stat: unknown key; did you mean \"restore-on-start\"?"))
+        #expect(text.contains("instances[0].auto.backup-on-stop: expected true or false"))
+    }
+}

@@ -1,9 +1,10 @@
 import Foundation
 import Testing
 
+@testable import Server
 @testable import ShmEngine
 
-/// An asmtd with a short watch interval on instance 13, and segments of its own nsid (28..30), removed by shmid.
+/// An asmtd with a short watch interval on instance 13, and segments of its own nsid (28..31), removed by shmid.
 final class WarmFixture: @unchecked Sendable {
     static let instance = 13
     let directory: TemporaryDirectory
@@ -14,7 +15,7 @@ final class WarmFixture: @unchecked Sendable {
     var created: [LiveSegment] = []
 
     init(nsid: Int, name: String) throws {
-        precondition((28...30).contains(nsid))
+        precondition((28...31).contains(nsid))
         directory = try TemporaryDirectory()
         self.nsid = nsid
         self.name = name
@@ -235,6 +236,37 @@ extension ShmTests {
             f.attach(f.live()[0], keep: false)
             try await f.start()
             #expect(try await f.backupView(second)["freshness"] as? String == "stale")
+            await f.stop()
+        }
+
+        @Test func keepRemovesTheOldestButNeverTheNewestFreshOne() async throws {
+            let f = try WarmFixture(nsid: 29, name: "keep29")
+            try f.createSegments()
+            try await f.start(extra: "    keep: 1")
+            let first = try await f.backup()
+            let second = try await f.backup()
+            #expect(FileSystem.list(f.backupPath) == [second])
+            #expect(f.process?.text.contains("backup removed by keep") == true)
+            #expect(try await f.request("GET", "/v1/backups/\(first)").errorCode == "BACKUP_NOT_FOUND")
+            await f.stop()
+        }
+
+        @Test func tooLittleSpaceIs507BeforeAnythingIsWritten() async throws {
+            let f = try WarmFixture(nsid: 28, name: "space28")
+            try f.createSegments()
+            try FileManager.default.createDirectory(atPath: f.backupPath, withIntermediateDirectories: true)
+            guard mount("tmpfs", f.backupPath, "tmpfs", 0, "size=4m,mode=0700") == 0 else {
+                Issue.record("cannot mount a small tmpfs: \(String(cString: strerror(errno)))")
+                return
+            }
+            defer { umount2(f.backupPath, Int32(MNT_DETACH)) }
+            try await f.start()
+            let dry = try await f.request("POST", "/v1/backup", body: #"{"instance":13,"dry-run":true}"#)
+            #expect(dry.status == 507)
+            #expect(dry.errorCode == "INSUFFICIENT_STORAGE")
+            let refused = try await f.request("POST", "/v1/backup", body: #"{"instance":13}"#)
+            #expect(refused.status == 507)
+            #expect(FileSystem.list(f.backupPath).isEmpty)
             await f.stop()
         }
     }

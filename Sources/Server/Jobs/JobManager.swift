@@ -528,6 +528,11 @@ final class JobManager: Sendable {
         }
     }
 
+    /// At stop, once the HTTP server is closed: the stop-time backups of the automatic mode go through the queue.
+    func acceptInternalJobs() {
+        state.withLock { $0.accepting = true }
+    }
+
     var isAccepting: Bool { state.withLock { $0.accepting } }
 
     var activeCount: Int { state.withLock { $0.threads } }

@@ -267,6 +267,11 @@ final class Watcher: Sendable {
                 reason: "asmtd holds no evidence for backup \(backup) (made by asmt, or without a watching asmtd)")
     }
 
+    /// Looks now (before a decision that must not rest on a look up to one interval old).
+    func refresh(_ instance: Int) {
+        observe(instance, kind: .watch)
+    }
+
     /// The instance's segments as last read (reads now when never read).
     func latestSegments(_ instance: Int) -> [SegmentEvidence] {
         if let latest = state.withLock({ $0.latest[instance] }) { return latest }
