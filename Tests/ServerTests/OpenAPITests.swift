@@ -39,7 +39,7 @@ struct OpenAPITests {
             file: "", service: ServiceSettings(),
             instances: [InstanceConfig(instance: 14, backupPath: "/nonexistent", namespaces: ["x"])], authToken: nil)
         let metrics = Metrics(version: "test")
-        let jobs = JobManager(config: config, metrics: metrics, logger: Logger(label: "test"))
+        let jobs = JobQueue(config: config, metrics: metrics, logger: Logger(label: "test"))
         let router = API(config: config, jobs: jobs, metrics: metrics).router()
         let served = Set(router.routes.map { "\($0.method) \($0.pattern)" })
         let documented = try documentedRoutes()

@@ -126,6 +126,23 @@ extension ShmTests {
             #expect(await valid.waitForExit() == 0)
         }
 
+        @Test func aTokenFileOthersCanReadOrWriteExits78() async throws {
+            let directory = try TemporaryDirectory()
+            let token = directory.path + "/token"
+            #expect(FileManager.default.createFile(atPath: token, contents: Data("s3cret\n".utf8)))
+            chmod(token, 0o620)
+            let file = try writeConfig(directory, namespace: "srv-token", extra: "  auth: {token-file: token}")
+            let serve = try AsmtdProcess(["-c", file])
+            #expect(await serve.waitForExit() == 78)
+            #expect(
+                serve.text.contains(
+                    "service.auth.token-file: \(token) has mode 0620; a token file must be 0600 or 0400"),
+                "\(serve.text)")
+            chmod(token, 0o600)
+            let valid = try AsmtdProcess(["validate", "-c", file])
+            #expect(await valid.waitForExit() == 0, "\(valid.text)")
+        }
+
         @Test func sigtermStopsCleanly() async throws {
             let directory = try TemporaryDirectory()
             let server = try AsmtdProcess(["-c", try writeConfig(directory, namespace: "srv-term")])

@@ -257,9 +257,9 @@ struct RetentionTests {
                     backup: "b\(index)", path: "/nowhere", created: Double(index), started: nil, finished: nil,
                     pid: nil, progress: ProgressRecord(), segments: [], error: nil))
         }
-        let manager = JobManager(config: config, metrics: Metrics(version: "t"), logger: .init(label: "t"))
+        let manager = JobQueue(config: config, metrics: Metrics(version: "t"), logger: .init(label: "t"))
         try manager.recover()
-        #expect(manager.jobs(type: nil, states: StateFilter(), limit: 10).map(\.backup) == ["b4", "b3"])
+        #expect(manager.jobs(limit: 10) { _ in true }.map(\.backup) == ["b4", "b3"])
         #expect(store.loadAll().records.map(\.backup).sorted() == ["b3", "b4"])
     }
 }

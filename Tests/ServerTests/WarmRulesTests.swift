@@ -248,7 +248,7 @@ struct RetentionPlannerTests {
     )
         -> RetentionPlanner.Candidate
     {
-        .init(id: "b\(n)", created: "2026-01-0\(n)T00:00:00Z", complete: complete, inUse: inUse, freshNamespaces: fresh)
+        .init(id: "b\(n)", created: Double(n), complete: complete, inUse: inUse, freshNamespaces: fresh)
     }
 
     @Test func removesTheOldestBeyondKeep() {

@@ -245,8 +245,12 @@ extension ShmTests {
             try await f.start(extra: "    keep: 1")
             let first = try await f.backup()
             let second = try await f.backup()
-            #expect(FileSystem.list(f.backupPath) == [second])
+            let deadline = Date().addingTimeInterval(10)
+            while f.process?.text.contains("backup removed by keep") != true && Date() < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             #expect(f.process?.text.contains("backup removed by keep") == true)
+            #expect(FileSystem.list(f.backupPath) == [second])
             #expect(try await f.request("GET", "/v1/backups/\(first)").errorCode == "BACKUP_NOT_FOUND")
             await f.stop()
         }

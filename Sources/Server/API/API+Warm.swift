@@ -41,7 +41,7 @@ extension API {
 
     /// Bytes per second of the newest successful restore, nil when none ran.
     func measuredRestoreSpeed() -> Double? {
-        let restores = jobs.jobs(type: [.restore], states: StateFilter(include: [.success]), limit: 1)
+        let restores = jobs.jobs(limit: 1) { $0.type == .restore && $0.state == .success }
         guard let last = restores.first, let started = last.started, let finished = last.finished, finished > started
         else { return nil }
         return Double(last.progress.bytesDone) / (finished - started)

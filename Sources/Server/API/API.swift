@@ -6,7 +6,7 @@ import ShmEngine
 /// The routes and their handlers.
 struct API: Sendable {
     let config: Config
-    let jobs: JobManager
+    let jobs: JobQueue
     let metrics: Metrics
     /// The segment watcher (freshness); nil only in tests that build the routes alone.
     var watcher: Watcher? = nil
@@ -70,13 +70,13 @@ struct API: Sendable {
     // MARK: jobs
 
     func submitBackup(_ request: HTTPRequest) async throws(APIError) -> HTTPResponse {
-        if !jobs.isAccepting { throw APIError(.shuttingDown, "asmtd is shutting down and takes no new jobs") }
+        if !jobs.isAccepting { throw JobRegistry.shuttingDown() }
         let submission = try BackupSubmission.decode(request.body)
         return accepted(try await jobs.submitBackup(submission))
     }
 
     func submitRestore(_ request: HTTPRequest) async throws(APIError) -> HTTPResponse {
-        if !jobs.isAccepting { throw APIError(.shuttingDown, "asmtd is shutting down and takes no new jobs") }
+        if !jobs.isAccepting { throw JobRegistry.shuttingDown() }
         let submission = try RestoreSubmission.decode(request.body)
         return accepted(try await jobs.submitRestore(submission))
     }
@@ -150,28 +150,11 @@ struct API: Sendable {
     struct JobList: Encodable, Sendable { var jobs: [JobResource] }
 
     func listJobs(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
-        var types: Set<JobType>?
-        if let text = request.query("type"), !text.isEmpty {
-            var set = Set<JobType>()
-            for part in text.split(separator: ",") {
-                guard let type = JobType(rawValue: String(part)) else {
-                    throw APIError(.invalidQuery, "unknown type \"\(part)\"; use backup or restore")
-                }
-                set.insert(type)
-            }
-            types = set
-        }
-        let states = try StateFilter.parse(request.query("state"))
-        var limit = 100
-        if let text = request.query("limit") {
-            guard let n = Int(text), (1...10000).contains(n) else {
-                throw APIError(.invalidQuery, "limit must be an integer in 1..10000")
-            }
-            limit = n
-        }
+        let filters = try JobFilters.parse(
+            type: request.query("type"), state: request.query("state"), limit: request.query("limit"))
         let now = Time.now()
-        return Responses.json(
-            200, JobList(jobs: jobs.jobs(type: types, states: states, limit: limit).map { JobResource($0, now: now) }))
+        let records = jobs.jobs(limit: filters.limit, matching: filters.matches)
+        return Responses.json(200, JobList(jobs: records.map { JobResource($0, now: now) }))
     }
 
     func getJob(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {

@@ -1,7 +1,5 @@
-import Foundation
-
-/// A parsed JSON value, used to check request bodies strictly before trusting them.
-enum JSONValue: Sendable, Equatable, Decodable {
+/// A parsed JSON value (see `JSONParser`), used to check request bodies strictly before trusting them.
+enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int)
@@ -10,34 +8,15 @@ enum JSONValue: Sendable, Equatable, Decodable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let b = try? container.decode(Bool.self) {
-            self = .bool(b)
-        } else if let i = try? container.decode(Int.self) {
-            self = .int(i)
-        } else if let d = try? container.decode(Double.self) {
-            self = .double(d)
-        } else if let s = try? container.decode(String.self) {
-            self = .string(s)
-        } else if let a = try? container.decode([JSONValue].self) {
-            self = .array(a)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-
     /// Parses a body; the error message is meant for a client.
     static func parse(_ bytes: [UInt8]) throws(APIError) -> JSONValue {
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) {
             throw APIError(.invalidJSON, "the request body is empty; send a JSON object")
         }
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        do throws(JSONParser.Failure) {
+            return try JSONParser.parse(bytes)
         } catch {
-            throw APIError(.invalidJSON, "the request body is not valid JSON")
+            throw APIError(.invalidJSON, "the request body is not valid JSON: \(error)")
         }
     }
 

@@ -11,11 +11,7 @@ enum EngineCLI {
     ) async throws(EngineError)
         -> T
     {
-        let result: Result<T, EngineError> = await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(returning: Result { () throws(EngineError) in try body() })
-            }
-        }
+        let result = await Blocking.run(body)
         return try result.get()
     }
 

@@ -47,25 +47,9 @@ enum ConfigLoader {
             }
         }
         if let tokenFile = config.service.tokenFile {
-            var st = stat()
-            if stat(tokenFile, &st) == 0, st.st_mode & 0o044 != 0 {
-                add(
-                    "service.auth.token-file",
-                    "\(tokenFile) is readable by other users (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it"
-                )
-            }
-            do {
-                let bytes = try FileSystem.readFile(tokenFile, limit: 4096)
-                let token = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
-                if token.isEmpty {
-                    add("service.auth.token-file", "\(tokenFile) is empty")
-                } else if token.contains(where: { $0.isWhitespace }) {
-                    add("service.auth.token-file", "the token in \(tokenFile) must be one word")
-                } else {
-                    config.authToken = token
-                }
-            } catch {
-                add("service.auth.token-file", "cannot read the token file: \(error)")
+            switch TokenFile.read(tokenFile) {
+            case .success(let token): config.authToken = token
+            case .failure(let error): add("service.auth.token-file", error.message)
             }
         }
         return errors

@@ -8,7 +8,7 @@ final class Service: Sendable {
     let config: Config
     let logger: Logger
     let metrics: Metrics
-    let jobs: JobManager
+    let jobs: JobQueue
     let watcher: Watcher
     let notify: SDNotify
     let auto: AutoMode
@@ -22,7 +22,7 @@ final class Service: Sendable {
         self.metrics = metrics
         let watcher = Watcher(config: config, logger: logger)
         self.watcher = watcher
-        let jobs = JobManager(
+        let jobs = JobQueue(
             config: config, metrics: metrics, logger: logger,
             warm: WarmJobHooks(watcher: watcher, config: config, logger: logger))
         self.jobs = jobs

@@ -107,15 +107,16 @@ enum FileSystem {
         if close(fd) != 0 { throw FileSystemError(operation: "close", path: temporary, errno: errno) }
         if rename(temporary, path) != 0 { throw FileSystemError(operation: "rename", path: path, errno: errno) }
         ok = true
-        syncDirectory(directory)
+        // The file is in place but not yet durable: a failure here is the caller's failure too.
+        try syncDirectory(directory)
     }
 
-    static func syncDirectory(_ path: String) {
+    /// fsync of a directory, which makes the names created, renamed or removed in it durable.
+    static func syncDirectory(_ path: String) throws(FileSystemError) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
+        guard fd >= 0 else { throw FileSystemError(operation: "open", path: path, errno: errno) }
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw FileSystemError(operation: "fsync", path: path, errno: errno) }
     }
 
     /// Names in a directory (no "." and ".."); empty when it cannot be read.

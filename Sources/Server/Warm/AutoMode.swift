@@ -5,7 +5,7 @@ import ShmEngine
 /// the ordinary job queue (same checks, records and clean-up as an API job).
 struct AutoMode: Sendable {
     let config: Config
-    let jobs: JobManager
+    let jobs: JobQueue
     let watcher: Watcher
     let logger: Logger
     let notify: SDNotify

@@ -15,8 +15,18 @@ struct WarmJobHooks: Sendable {
     func didDetach(_ instance: Int) { watcher.endOwn(instance) }
 
     /// A backup's engine run completed: its evidence goes to the state and the manifest.
-    func backupCompleted(id: String, instance: Int, manifest: BackupManifest, directory: String) {
+    func backupCompleted(id: String, instance: Int, directory: String) {
+        guard let manifest = try? BackupManifest.load(directory: directory) else { return }
         watcher.recordBackup(id: id, instance: instance, manifest: manifest, directory: directory)
+    }
+
+    /// A job's final record is published: asmtd no longer attaches the instance's segments; after a successful
+    /// backup, `keep` applies.
+    func jobEnded(_ record: JobRecord, registry: JobRegistry) {
+        didDetach(record.request.instance)
+        if record.type == .backup, record.state == .success, let instance = config.instance(record.request.instance) {
+            applyRetention(instance, registry: registry)
+        }
     }
 
     /// 409 BACKUP_STALE unless forced; returns the warnings the job keeps (forced stale, unknown).
@@ -76,11 +86,12 @@ struct WarmJobHooks: Sendable {
 
     /// After a successful backup: removes complete backups beyond `keep`, oldest first, never one in use and never
     /// the newest fresh one.
-    func applyRetention(_ instance: InstanceConfig, jobs: JobManager) {
+    func applyRetention(_ instance: InstanceConfig, registry jobs: JobRegistry) {
         guard instance.keep > 0 else { return }
         let candidates = BackupCatalog.list(instance: instance).map { info in
             RetentionPlanner.Candidate(
-                id: info.id, created: info.created, complete: info.complete, inUse: jobs.user(ofBackup: info.id) != nil,
+                id: info.id, created: jobs.job(info.id)?.created ?? InstanceStatus.parse(info.created) ?? 0,
+                complete: info.complete, inUse: jobs.user(ofBackup: info.id) != nil,
                 freshNamespaces: Set(info.namespaces.filter { watcher.freshness(of: info.id, namespace: $0) == .fresh })
             )
         }

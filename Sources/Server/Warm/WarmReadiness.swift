@@ -90,8 +90,8 @@ enum WarmReadiness {
 enum RetentionPlanner {
     struct Candidate: Sendable, Equatable {
         var id: String
-        /// Sortable creation time (RFC 3339 UTC).
-        var created: String
+        /// Creation time, Unix seconds (the job's, finer than the manifest's whole seconds).
+        var created: Double
         var complete: Bool
         /// A job reads or writes it.
         var inUse: Bool

@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import ShmEngine
+
+/// Runs accepted jobs, each on a thread of its own, and persists their records when they start and when they
+/// end (then drops the oldest finished records beyond `jobs-kept`).
+struct JobRunner: Sendable {
+    /// The engine work of one job.
+    typealias Body = @Sendable (JobProgress, CancellationToken) throws(EngineError) -> Void
+    /// Starts `body` on a new thread named `name`; tests substitute their own to control when a job starts.
+    typealias Launcher = @Sendable (_ name: String, _ body: @escaping @Sendable () -> Void) -> Void
+
+    let registry: JobRegistry
+    let store: JobStore
+    let engine: any JobEngine
+    let metrics: Metrics
+    let logger: Logger
+    let jobsKept: Int
+    var launch: Launcher = JobRunner.thread
+    /// Called on the job's thread once its final record is published (the warm-reboot hooks).
+    var finished: (@Sendable (JobRecord) -> Void)? = nil
+
+    /// A thread with a 1 MiB stack: the engine's work blocks, so never on the cooperative pool.
+    static let thread: Launcher = { name, body in
+        let thread = Thread(block: body)
+        thread.name = name
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Starts an admitted job.
+    func start(_ record: JobRecord, _ body: @escaping Body) {
+        metrics.jobStarted(type: record.type.rawValue)
+        let id = record.id
+        launch("asmtd-job-\(id)") { run(id, body) }
+    }
+
+    private func run(_ id: String, _ body: Body) {
+        let begin = Time.monotonic()
+        guard let (started, live, saved) = markRunning(id) else { return }
+        logger.info(
+            "job started",
+            metadata: [
+                "job": "\(id)", "type": "\(started.type.rawValue)", "instance": "\(started.request.instance)",
+                "namespaces": "\(started.request.namespaces.joined(separator: ","))", "backup": "\(started.backup)",
+            ])
+        var outcome: (JobState, JobErrorRecord?) = (.success, nil)
+        if live.token.isCancelled {
+            outcome = (
+                .canceled,
+                JobErrorRecord(code: APIError.Code.canceled.rawValue, message: "canceled before it started")
+            )
+        } else if !saved {
+            // Without the record on disk a crash could not be cleaned up after: do not start.
+            outcome = (
+                .failure, JobErrorRecord(code: APIError.Code.io.rawValue, message: "cannot write the job record")
+            )
+        } else {
+            do {
+                try body(live.progress, live.token)
+            } catch {
+                let state: JobState = error.code == .canceled ? .canceled : .failure
+                outcome = (state, JobErrorRecord(code: APIError(error).code.rawValue, message: error.message))
+            }
+        }
+        if started.type == .backup, outcome.0 != .success {
+            removeIncompleteBackup(started.path)
+        }
+        let final = finish(id, live: live, state: outcome.0, error: outcome.1, begin: begin)
+        finished?(final)
+        let seconds = Time.monotonic() - begin
+        var metadata: Logger.Metadata = [
+            "job": "\(id)", "type": "\(final.type.rawValue)", "outcome": "\(final.state.rawValue)",
+            "seconds": "\(String(format: "%.3f", seconds))", "bytes": "\(final.progress.bytesDone)",
+        ]
+        if let error = final.error {
+            metadata["code"] = "\(error.code)"
+            metadata["error"] = "\(error.message)"
+        }
+        if final.state == .success {
+            logger.info("job finished", metadata: metadata)
+        } else {
+            logger.error("job finished", metadata: metadata)
+        }
+        prune()
+    }
+
+    /// Records the start (with this process's pid, which crash recovery needs) on disk first, then
+    /// publishes it: a client that sees `running` knows the record on disk says so too.
+    private func markRunning(_ id: String) -> (record: JobRecord, live: JobRegistry.Live, saved: Bool)? {
+        guard let admitted = registry.admitted(id) else { return nil }
+        var record = admitted.record
+        let live = admitted.live
+        record.state = .running
+        record.started = Time.now()
+        record.pid = getpid()
+        var saved = true
+        do {
+            try store.save(record)
+        } catch {
+            saved = false
+            logger.error("cannot save job record", metadata: ["job": "\(id)", "error": "\(error)"])
+        }
+        registry.update(record)
+        return (record, live, saved)
+    }
+
+    /// Persists the final record, counts it, then publishes it and frees the instance in one step, so a
+    /// client that sees the job finished also sees the instance free and the metrics updated.
+    private func finish(
+        _ id: String, live: JobRegistry.Live, state newState: JobState, error: JobErrorRecord?, begin: Double
+    ) -> JobRecord {
+        var record = registry.admitted(id)!.record
+        record.state = newState
+        record.error = error
+        record.finished = Time.now()
+        record.apply(live.progress.snapshot())
+        if newState != .success {
+            for index in record.segments.indices where record.segments[index].state != "done" {
+                record.segments[index].state = newState == .canceled ? "canceled" : "failed"
+            }
+        }
+        do {
+            try store.save(record)
+        } catch {
+            logger.error("cannot save job record", metadata: ["job": "\(id)", "error": "\(error)"])
+        }
+        metrics.jobFinished(
+            type: record.type.rawValue, outcome: record.state.rawValue, instance: record.request.instance,
+            seconds: Time.monotonic() - begin, bytes: record.progress.bytesDone, now: Time.now())
+        registry.finish(record)
+        return record
+    }
+
+    /// The engine removes the files it wrote; the directory it created goes too, unless it is complete.
+    private func removeIncompleteBackup(_ path: String) {
+        guard FileSystem.kind(path) == .directory, !engine.isCompleteBackup(directory: path) else { return }
+        do {
+            try FileSystem.removeTree(path)
+        } catch {
+            logger.error(
+                "cannot remove incomplete backup directory", metadata: ["path": "\(path)", "error": "\(error)"])
+        }
+    }
+
+    /// Drops the oldest finished records beyond `jobs-kept`, in memory and on disk.
+    func prune() {
+        for id in registry.prune(keep: jobsKept) { store.delete(id) }
+    }
+}

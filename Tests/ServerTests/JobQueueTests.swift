@@ -1,0 +1,385 @@
+import Foundation
+import Logging
+import ShmEngine
+import Synchronization
+import Testing
+
+@testable import Server
+
+/// A job queue on a fake engine and a temporary state dir, instances 14 and 15 (no segments touched).
+final class QueueHarness: Sendable {
+    let directory: TemporaryDirectory
+    let engine = FakeEngine()
+    let config: Config
+    let queue: JobQueue
+    /// Signalled each time a job's thread is done (record written, instance freed, records pruned).
+    let ended = TestSignal()
+    private let deferred = DeferredStarts()
+
+    /// `deferStart`: accepted jobs wait for `startDeferred()`, so a test can act between acceptance and start.
+    init(deferStart: Bool = false) throws {
+        let root = try TemporaryDirectory()
+        directory = root
+        var settings = ServiceSettings()
+        settings.stateDir = root.path + "/state"
+        config = Config(
+            file: "", service: settings,
+            instances: [14, 15].map {
+                InstanceConfig(instance: $0, backupPath: root.path + "/b\($0)", namespaces: ["x", "y"])
+            }, authToken: nil)
+        for instance in config.instances {
+            try FileManager.default.createDirectory(atPath: instance.backupPath, withIntermediateDirectories: true)
+        }
+        let deferred = self.deferred
+        let ended = self.ended
+        queue = JobQueue(
+            config: config, metrics: Metrics(version: "t"), logger: Logger(label: "t"), engine: engine,
+            launch: { name, body in
+                let run: @Sendable () -> Void = {
+                    body()
+                    ended.signal()
+                }
+                if deferStart { deferred.runs.withLock { $0.append(run) } } else { JobRunner.thread(name, run) }
+            })
+        try queue.recover()
+    }
+
+    /// Starts the jobs held back by `deferStart`.
+    func startDeferred() {
+        let runs = deferred.runs.withLock { list in
+            defer { list = [] }
+            return list
+        }
+        for run in runs { JobRunner.thread("deferred", run) }
+    }
+
+    var jobsDirectory: String { queue.store.directory }
+
+    /// Makes every write of a job record fail (ENOTDIR, even for root): the jobs directory becomes a file.
+    func breakStateDir() throws {
+        try FileManager.default.moveItem(atPath: jobsDirectory, toPath: jobsDirectory + ".saved")
+        #expect(FileManager.default.createFile(atPath: jobsDirectory, contents: Data()))
+    }
+
+    func repairStateDir() throws {
+        try FileManager.default.removeItem(atPath: jobsDirectory)
+        try FileManager.default.moveItem(atPath: jobsDirectory + ".saved", toPath: jobsDirectory)
+    }
+
+    /// The record on disk (not `loadAll`, which removes temporary files a running job may be writing).
+    func onDisk(_ id: String) -> JobRecord? {
+        guard let data = FileManager.default.contents(atPath: queue.store.path(of: id)) else { return nil }
+        return try? JSONDecoder().decode(JobRecord.self, from: data)
+    }
+
+    /// A complete backup `id` of instance 14 (manifest holding "x").
+    func makeBackup(_ id: String, instance: Int = 14) throws {
+        let path = directory.path + "/b\(instance)/" + id
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        try FakeEngine.writeManifest(directory: path, instance: instance)
+    }
+
+    func backup(_ instance: Int = 14, dryRun: Bool = false) async throws(APIError) -> Submission {
+        try await queue.submitBackup(
+            BackupSubmission(
+                instance: instance, namespaces: nil, compress: nil, verify: nil, threads: nil, dryRun: dryRun))
+    }
+
+    func restore(_ instance: Int = 14, backup: String? = nil) async throws(APIError) -> Submission {
+        try await queue.submitRestore(
+            RestoreSubmission(
+                instance: instance, namespaces: ["x"], backup: backup, verify: nil, threads: nil, dryRun: false))
+    }
+
+    /// The accepted job's id; records an issue otherwise.
+    func accepted(_ submission: Submission) throws -> String {
+        guard case .accepted(let record) = submission else {
+            Issue.record("not accepted: \(submission)")
+            throw APIError(.internalError, "not accepted")
+        }
+        #expect(record.state == .queued)
+        #expect(onDisk(record.id)?.state == .queued || onDisk(record.id)?.state == .running)
+        return record.id
+    }
+}
+
+/// Job starts held back by a test.
+final class DeferredStarts: Sendable {
+    let runs = Mutex<[@Sendable () -> Void]>([])
+}
+
+/// The API error `body` throws (nil when it throws none).
+func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError? {
+    do {
+        _ = try await body()
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite struct JobQueueTests {
+    @Test func oneJobPerInstanceUntilItEnds() async throws {
+        let h = try QueueHarness()
+        h.engine.holdRuns()
+        let first = try h.accepted(try await h.backup(14))
+        #expect(await h.engine.runStarted.wait())
+        let busy = await apiError { () throws(APIError) in try await h.backup(14) }
+        #expect(busy?.code == .instanceBusy)
+        #expect(busy?.details["job"] == first)
+        let busyRestore = await apiError { () throws(APIError) in try await h.restore(14) }
+        #expect(busyRestore?.code == .instanceBusy)
+        // Refused before planning: nothing was planned for them.
+        #expect(h.engine.calls.planBackup == 1 && h.engine.calls.planRestore == 0)
+        // Another instance is free.
+        let other = try h.accepted(try await h.backup(15))
+        #expect(await h.engine.runStarted.wait())
+        h.engine.release.signal()
+        h.engine.release.signal()
+        #expect(await h.ended.wait())
+        #expect(await h.ended.wait())
+        #expect(h.queue.job(first)?.state == .success)
+        #expect(h.queue.job(other)?.state == .success)
+        #expect(h.onDisk(first)?.state == .success)
+        #expect(h.queue.activeCount == 0)
+        // Free again once the job ended.
+        h.engine.holdRuns(false)
+        _ = try h.accepted(try await h.backup(14))
+        #expect(await h.ended.wait())
+    }
+
+    @Test func aBackupInUseIsRefusedBothWays() async throws {
+        let h = try QueueHarness()
+        try h.makeBackup("b1")
+        try h.queue.reserveBackup("b1", for: "deleting")
+        let refused = await apiError { () throws(APIError) in try await h.restore(backup: "b1") }
+        #expect(refused?.code == .backupInUse)
+        #expect(refused?.details["job"] == "deleting")
+        h.queue.releaseBackup("b1", for: "deleting")
+
+        h.engine.holdRuns()
+        let restore = try h.accepted(try await h.restore(backup: "b1"))
+        #expect(h.queue.user(ofBackup: "b1") == restore)
+        #expect(await h.engine.runStarted.wait())
+        #expect(throws: APIError(.backupInUse, "backup b1 is in use by \(restore)", details: ["job": restore])) {
+            try h.queue.reserveBackup("b1", for: "deleting")
+        }
+        h.engine.release.signal()
+        #expect(await h.ended.wait())
+        #expect(h.queue.job(restore)?.state == .success)
+        #expect(h.queue.user(ofBackup: "b1") == nil)
+        try h.queue.reserveBackup("b1", for: "deleting")
+    }
+
+    @Test func aRestoreWithoutABackupTakesTheNewestCompleteOne() async throws {
+        let h = try QueueHarness()
+        let none = await apiError { () throws(APIError) in try await h.restore() }
+        #expect(none?.code == .noCompleteBackup)
+        try h.makeBackup("20260101-000000-00000001")
+        let restore = try h.accepted(try await h.restore())
+        #expect(await h.ended.wait())
+        #expect(h.queue.job(restore)?.backup == "20260101-000000-00000001")
+        let missing = await apiError { () throws(APIError) in try await h.restore(backup: "nope") }
+        #expect(missing?.code == .backupNotFound)
+    }
+
+    @Test func nothingIsTakenOnceShuttingDown() async throws {
+        let h = try QueueHarness()
+        h.queue.stopAccepting()
+        let refused = await apiError { () throws(APIError) in try await h.backup() }
+        #expect(refused?.code == .shuttingDown)
+        #expect(h.engine.calls.planBackup == 0)
+        #expect(h.queue.jobs(limit: 10) { _ in true }.isEmpty)
+    }
+
+    @Test func aShutdownDuringPlanningRefusesTheJobAndFreesTheInstance() async throws {
+        let h = try QueueHarness()
+        let queue = h.queue
+        h.engine.onPlan { queue.stopAccepting() }
+        let refused = await apiError { () throws(APIError) in try await h.backup() }
+        #expect(refused?.code == .shuttingDown)
+        #expect(h.queue.jobs(limit: 10) { _ in true }.isEmpty)
+        #expect(FileSystem.list(h.jobsDirectory).isEmpty)
+        #expect(h.queue.activeCount == 0)
+    }
+
+    @Test func aCancelBeforeTheStartNeverRunsTheEngine() async throws {
+        let h = try QueueHarness(deferStart: true)
+        let id = try h.accepted(try await h.backup())
+        #expect(try h.queue.cancel(id).state == .queued)
+        h.startDeferred()
+        #expect(await h.ended.wait())
+        let job = try #require(h.queue.job(id))
+        #expect(job.state == .canceled)
+        #expect(job.error == JobErrorRecord(code: "CANCELED", message: "canceled before it started"))
+        #expect(job.segments.map(\.state) == ["canceled"])
+        #expect(h.engine.calls.backup == 0)
+        #expect(h.onDisk(id)?.state == .canceled)
+        #expect(throws: APIError(.jobFinished, "job \(id) already finished (canceled)")) { try h.queue.cancel(id) }
+        #expect(throws: APIError(.jobNotFound, "no job nope")) { try h.queue.cancel("nope") }
+        _ = try h.accepted(try await h.backup())
+    }
+
+    @Test func aCancelWhileRunningStopsTheJobAndRemovesItsDirectory() async throws {
+        let h = try QueueHarness()
+        h.engine.holdRuns()
+        let id = try h.accepted(try await h.backup())
+        #expect(await h.engine.runStarted.wait())
+        let path = try #require(h.queue.job(id)?.path)
+        #expect(FileSystem.kind(path) == .directory)
+        _ = try h.queue.cancel(id)
+        #expect(await h.ended.wait())
+        #expect(h.queue.job(id)?.state == .canceled)
+        #expect(h.queue.job(id)?.error?.code == "CANCELED")
+        #expect(FileSystem.kind(path) == .missing)
+    }
+
+    @Test func drainLetsARunningJobFinishWithinTheTimeout() async throws {
+        let h = try QueueHarness()
+        h.engine.holdRuns()
+        let id = try h.accepted(try await h.backup())
+        #expect(await h.engine.runStarted.wait())
+        h.queue.stopAccepting()
+        let queue = h.queue
+        let drained = Task { await queue.drain(timeout: .seconds(60)) }
+        h.engine.release.signal()
+        await drained.value
+        #expect(h.queue.activeCount == 0)
+        #expect(h.queue.job(id)?.state == .success)
+    }
+
+    @Test func drainCancelsWhatOutlivesTheTimeoutAndWaitsForItsCleanUp() async throws {
+        let h = try QueueHarness()
+        h.engine.holdRuns()
+        let id = try h.accepted(try await h.backup())
+        #expect(await h.engine.runStarted.wait())
+        let path = try #require(h.queue.job(id)?.path)
+        h.queue.stopAccepting()
+        await h.queue.drain(timeout: .milliseconds(100))
+        #expect(h.queue.activeCount == 0)
+        #expect(h.queue.job(id)?.state == .canceled)
+        #expect(h.onDisk(id)?.state == .canceled)
+        #expect(FileSystem.kind(path) == .missing)
+    }
+
+    @Test func engineFailuresBecomeTheJobsErrorAndPlanFailuresTheResponse() async throws {
+        let h = try QueueHarness()
+        h.engine.failPlans(EngineError(.segmentsExist, "segments of instance 14 exist"))
+        let refused = await apiError { () throws(APIError) in try await h.backup() }
+        #expect(refused == APIError(.segmentsExist, "segments of instance 14 exist"))
+        h.engine.failPlans(nil)
+        h.engine.failRuns(EngineError(.serverRunning, "0xae0e1000 is attached"))
+        let id = try h.accepted(try await h.backup())
+        #expect(await h.ended.wait())
+        let job = try #require(h.queue.job(id))
+        #expect(job.state == .failure)
+        #expect(job.error == JobErrorRecord(code: "SERVER_RUNNING", message: "0xae0e1000 is attached"))
+        #expect(job.segments.map(\.state) == ["failed"])
+        #expect(FileSystem.kind(job.path) == .missing)
+        #expect(h.onDisk(id) == job)
+    }
+
+    @Test func aDryRunPlansAndKeepsNothing() async throws {
+        let h = try QueueHarness()
+        guard case .backupPlan(let plan) = try await h.backup(dryRun: true) else {
+            Issue.record("not a plan")
+            return
+        }
+        #expect(plan.segments.count == 1)
+        #expect(h.queue.jobs(limit: 10) { _ in true }.isEmpty)
+        #expect(h.engine.calls.backup == 0)
+        _ = try h.accepted(try await h.backup())
+        #expect(await h.ended.wait())
+    }
+
+    @Test func aJobWhoseRecordCannotBeWrittenIsRefused() async throws {
+        let h = try QueueHarness()
+        try h.breakStateDir()
+        let refused = await apiError { () throws(APIError) in try await h.backup() }
+        #expect(refused?.code == .io)
+        #expect(h.queue.jobs(limit: 10) { _ in true }.isEmpty)
+        #expect(h.queue.activeCount == 0)
+        try h.repairStateDir()
+        _ = try h.accepted(try await h.backup())
+        #expect(await h.ended.wait())
+    }
+
+    @Test func aJobWhoseStartCannotBeRecordedDoesNotRun() async throws {
+        let h = try QueueHarness(deferStart: true)
+        try h.makeBackup("b1")
+        let id = try h.accepted(try await h.restore(backup: "b1"))
+        try h.breakStateDir()
+        h.startDeferred()
+        #expect(await h.ended.wait())
+        #expect(h.engine.calls.restore == 0)
+        let job = try #require(h.queue.job(id))
+        #expect(job.state == .failure)
+        #expect(job.error == JobErrorRecord(code: "IO_ERROR", message: "cannot write the job record"))
+        #expect(h.queue.user(ofBackup: "b1") == nil)
+    }
+
+    @Test func recoveryDecidesOnTheEvidence() async throws {
+        let h = try QueueHarness()
+        let request = JobRequest(instance: 14, namespaces: ["x"], compress: nil, verify: true, threads: 0)
+        func record(_ id: String, _ type: JobType, backup: String) -> JobRecord {
+            JobRecord(
+                id: id, type: type, state: .running, request: request, backup: backup,
+                path: h.config.instances[0].backupPath + "/" + backup, created: 1, started: 2, finished: nil,
+                pid: 99999, progress: ProgressRecord(),
+                segments: [
+                    SegmentRecord(
+                        key: "0xae0e1000", kind: "pi-base", namespace: "x", size: 4096, file: "ae0e1000.dat",
+                        compressed: false, state: "running")
+                ], error: nil)
+        }
+        try h.makeBackup("complete")
+        try FileManager.default.createDirectory(
+            atPath: h.config.instances[0].backupPath + "/partial", withIntermediateDirectories: false)
+        let records = [
+            record("j1", .backup, backup: "complete"), record("j2", .backup, backup: "partial"),
+            record("j3", .restore, backup: "complete"), record("j4", .restore, backup: "complete"),
+            record("j5", .restore, backup: "complete"),
+        ]
+        for r in records { try h.queue.store.save(r) }
+        h.engine.answerRecovery(.committed, for: "j3")
+        h.engine.answerRecovery(.removed(count: 2, stuck: ["0xae0e1001"]), for: "j4")
+
+        let restarted = JobQueue(
+            config: h.config, metrics: Metrics(version: "t"), logger: Logger(label: "t"), engine: h.engine)
+        try restarted.recover()
+        #expect(h.engine.calls.recoverRestore.sorted() == ["j3", "j4", "j5"])
+        let j = Dictionary(uniqueKeysWithValues: restarted.jobs(limit: 10) { _ in true }.map { ($0.id, $0) })
+        #expect(j["j1"]?.state == .success && j["j1"]?.error == nil)
+        #expect(j["j2"]?.state == .failure && j["j2"]?.error?.code == "INTERRUPTED")
+        #expect(j["j2"]?.error?.message.contains("incomplete backup directory") == true)
+        #expect(FileSystem.kind(h.config.instances[0].backupPath + "/partial") == .missing)
+        #expect(j["j3"]?.state == .success)
+        #expect(j["j4"]?.state == .failure)
+        #expect(
+            j["j4"]?.error?.message
+                == "pid 99999 stopped while the job was running; removed 2 segment(s) it had created; "
+                + "1 attached segment(s) could not be removed: 0xae0e1001")
+        #expect(j["j4"]?.segments.map(\.state) == ["failed"])
+        #expect(j["j5"]?.error?.message.hasSuffix("it had not started creating segments") == true)
+        // Settled on disk too.
+        #expect(restarted.store.loadAll().records.allSatisfy { $0.state.isFinished })
+    }
+}
+
+@Suite struct JobRegistryTests {
+    @Test func reservationsBelongToTheirHolder() throws {
+        let registry = JobRegistry()
+        try registry.reserve(instance: 3, job: "a")
+        registry.release(instance: 3, job: "b")
+        #expect(throws: APIError.self) { try registry.reserve(instance: 3, job: "c") }
+        registry.release(instance: 3, job: "a")
+        try registry.reserve(instance: 3, job: "c")
+
+        try registry.reserveBackup("x", for: "a")
+        try registry.reserveBackup("x", for: "a")
+        registry.releaseBackup("x", for: "b")
+        #expect(registry.user(ofBackup: "x") == "a")
+        registry.releaseBackup("x", for: "a")
+        #expect(registry.user(ofBackup: "x") == nil)
+    }
+}
