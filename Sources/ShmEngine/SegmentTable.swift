@@ -71,11 +71,17 @@ public enum SegmentTable {
         return parse(text).filter { instance == nil || $0.key.instance == instance }
     }
 
-    /// This boot's id, nil when the kernel does not tell.
+    /// Identifies one life of the segment table: the kernel's boot id and the IPC namespace (segments live in
+    /// it: a container restarted with a new IPC namespace, even under the same kernel boot, starts without them).
+    /// nil when the kernel tells neither.
     public static func bootID() -> String? {
-        guard let text = readText("/proc/sys/kernel/random/boot_id") else { return nil }
-        let id = text.filter { !$0.isWhitespace }
-        return id.isEmpty ? nil : id
+        let boot = readText("/proc/sys/kernel/random/boot_id")?.filter { !$0.isWhitespace } ?? ""
+        var target = [CChar](repeating: 0, count: 64)
+        let length = readlink("/proc/self/ns/ipc", &target, target.count - 1)
+        let namespace =
+            length > 0 ? String(decoding: target.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        if boot.isEmpty && namespace.isEmpty { return nil }
+        return namespace.isEmpty ? boot : boot + "/" + namespace
     }
 
     /// Parses the table's text (pure). Columns are found by the header's names; lines that are not Aerospike

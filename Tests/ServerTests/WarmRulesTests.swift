@@ -139,6 +139,11 @@ struct FreshnessRulesTests {
         #expect(FreshnessRules.step(Self.track(), used).freshness.isStale)
         let gone = Observation(kind: resume, time: 5000, bootID: Self.boot, pid: 99, segments: [])
         #expect(FreshnessRules.step(Self.track(), gone).freshness.name == "unknown")
+        // Gone right after asmtd's clean stop (a container's reboot keeps the boot id): still fresh.
+        let afterStop = Observation(
+            kind: .resume(previousBoot: Self.boot, previousStop: 4990), time: 5000, bootID: Self.boot, pid: 99,
+            segments: [])
+        #expect(FreshnessRules.step(Self.track(), afterStop).freshness == .fresh)
     }
 
     @Test func aRebootAfterACleanStopStaysFreshOtherwiseUnknown() {

@@ -219,8 +219,10 @@ extension ShmTests {
             // Unchanged while asmtd was stopped: still fresh after the restart.
             try await f.start()
             #expect(try await f.backupView(first)["freshness"] as? String == "fresh")
-            #expect(await f.stop() == 0)
-            // Removed while asmtd was stopped: it cannot vouch any more.
+            // Killed (no clean stop), then the segments are removed: it cannot vouch any more.
+            f.process?.signal(SIGKILL)
+            _ = await f.process?.waitForExit()
+            f.process = nil
             f.removeLive()
             try await f.start()
             #expect(try await f.backupView(first)["freshness"] as? String == "unknown")

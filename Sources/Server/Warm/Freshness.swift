@@ -158,23 +158,26 @@ enum FreshnessRules {
         case .watch where observation.bootID == track.bootID:
             apply(compare(track.baseline, now, observation), to: &track, now: now, time: time, watched: true)
         case .watch, .resume:
-            if observation.bootID == track.bootID {
+            var stoppedCleanlyJustBefore = false
+            if case .resume(let previousBoot, let previousStop) = observation.kind, let previousStop,
+                previousBoot == track.bootID, time >= previousStop, time - previousStop <= rebootWindow
+            {
+                stoppedCleanlyJustBefore = true
+            }
+            let change = compare(track.baseline, now, observation)
+            if observation.bootID == track.bootID && change != .vanished {
                 // Not watched for a while, same boot: the kernel's fields still tell whether anyone attached.
-                apply(compare(track.baseline, now, observation), to: &track, now: now, time: time, watched: false)
+                apply(change, to: &track, now: now, time: time, watched: false)
             } else {
-                // A reboot while asmtd was not watching: the segments it vouched for are gone with it.
-                var stoppedCleanlyJustBefore = false
-                if case .resume(let previousBoot, let previousStop) = observation.kind, let previousStop,
-                    previousBoot == track.bootID, time >= previousStop, time - previousStop <= rebootWindow
-                {
-                    stoppedCleanlyJustBefore = true
-                }
-                if !stoppedCleanlyJustBefore {
+                // The segments asmtd vouched for are gone while it was not watching: with a reboot (a new boot id),
+                // or with a new IPC namespace under the same boot id (a container's reboot), or removed. Fine only
+                // right after asmtd's own clean stop, which saw them unchanged.
+                if !stoppedCleanlyJustBefore && !(track.baseline.isEmpty && observation.bootID == track.bootID) {
                     track.freshness = track.freshness.worsened(
                         to: .unknown(
                             since: time,
-                            reason: "the host rebooted while asmtd was not watching namespace \(track.name) "
-                                + "(no clean stop of asmtd shortly before the reboot)"))
+                            reason: "the segments of namespace \(track.name) went away (a reboot, or removed) while "
+                                + "asmtd was not watching, without a clean stop of asmtd shortly before"))
                 }
                 track.baseline = []
                 track.bootID = observation.bootID
