@@ -61,7 +61,13 @@ struct InstanceStatus: Sendable, Encodable {
     /// measured restore speed.
     static func compute(_ instance: InstanceConfig, watcher: Watcher, restoreBytesPerSecond: Double?) -> InstanceStatus
     {
-        let table = watcher.latestSegments(instance.instance)
+        // asmtd's own attaches (a running job, a listing) are not asd's.
+        let own = watcher.ownActive(instance.instance)
+        let table = watcher.latestSegments(instance.instance).map { segment in
+            var segment = segment
+            if own && segment.lpid == watcher.pid { segment.nattch = 0 }
+            return segment
+        }
         let bases = watcher.bases(instance.instance)
         let backups = BackupCatalog.list(instance: instance).filter(\.complete)
         let now = Time.now()

@@ -272,6 +272,11 @@ final class Watcher: Sendable {
         observe(instance, kind: .watch)
     }
 
+    /// Whether one of asmtd's own operations attaches segments of the instance right now.
+    func ownActive(_ instance: Int) -> Bool {
+        state.withLock { $0.own[instance, default: 0] > 0 }
+    }
+
     /// The instance's segments as last read (reads now when never read).
     func latestSegments(_ instance: Int) -> [SegmentEvidence] {
         if let latest = state.withLock({ $0.latest[instance] }) { return latest }
