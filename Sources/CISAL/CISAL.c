@@ -3,7 +3,9 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
@@ -209,6 +211,9 @@ static void fill_info(int shmid, const struct shmid_ds *ds, cisal_shm_info *out)
     out->cgid = (uint32_t)ds->shm_perm.cgid;
     out->cpid = (int32_t)ds->shm_cpid;
     out->ctime = (int64_t)ds->shm_ctime;
+    out->lpid = (int32_t)ds->shm_lpid;
+    out->atime = (int64_t)ds->shm_atime;
+    out->dtime = (int64_t)ds->shm_dtime;
 }
 
 int cisal_shm_max_index(void) {
@@ -269,3 +274,7 @@ void cisal_prefault_write(void *addr, uint64_t len) {
 
 int cisal_ipc_creat(void) { return IPC_CREAT; }
 int cisal_ipc_excl(void) { return IPC_EXCL; }
+
+int cisal_rename_noreplace(const char *from, const char *to) {
+    return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+}

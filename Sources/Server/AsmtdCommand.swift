@@ -13,6 +13,7 @@ struct AsmtdCommand: AsyncParsableCommand {
             BackupCommand.self,
             RestoreCommand.self,
             SegmentsCommand.self,
+            CleanupCommand.self,
             DemoCommand.self,
         ],
         defaultSubcommand: ServeCommand.self

@@ -1,19 +1,34 @@
+import CISAL
 import Dispatch
 import Foundation
 import Glibc
 
 /// One file being written by a backup. Mutable fields are guarded by `lock`.
+///
+/// The file is written under its staging name (`<key>.dat.partial`, `<key>.dat.gz.partial`) and gets its real name
+/// only when the whole backup is published (`BackupPublisher`). It is created and its segment attached when the
+/// first worker reaches it, and both are released when its copy is complete: at most a few files per worker are
+/// open at any time, whatever the number of segments.
 final class BackupFileState: FileAndSegment, @unchecked Sendable {
     let index: Int
     let segment: PlannedSegment
+    /// The file's real name in the directory, and the name it is written under until the backup is published.
     let path: String
+    let stagingPath: String
     let chunkSize: Int
     let chunkCount: Int
     let lock = NSCondition()
     var fd: Int32 = -1
     var shmid: Int32 = -1
     var segmentFD: Int32 = -1
+    /// The segment as found when the run started (shmid, change time); checked again before publishing.
+    var planned = SegmentStamp()
+    /// The segment right after our own attach, then right after our own detach.
+    var attached = SegmentStamp()
+    var detached: SegmentStamp?
+    /// The staging file was created (and so is ours to remove).
     var created = false
+    var opened = false
     var attachment: Attachment?
     var nextToPlace = 0
     var writeOffset: UInt64
@@ -42,6 +57,7 @@ final class BackupFileState: FileAndSegment, @unchecked Sendable {
         self.index = index
         self.segment = segment
         path = directory + "/" + segment.file
+        stagingPath = path + BackupStaging.suffix
         self.chunkSize = chunkSize
         chunkCount = Int((segment.size + UInt64(chunkSize) - 1) / UInt64(chunkSize))
         writeOffset = segment.compressed ? UInt64(ASMTHeader.size + GzipFraming.header.count) : 0
@@ -58,37 +74,69 @@ final class BackupFileState: FileAndSegment, @unchecked Sendable {
     }
 
     func combinedCRC() -> UInt32 { CRC32.combine(chunkCRC, chunkSize: chunkSize, totalLength: segment.size) }
+
+    /// Attaches the segment and creates the staging file, once, by the first worker that reaches this file.
+    func open(access: SegmentAccess) throws(EngineError) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !opened else {
+            if fd < 0 { throw EngineError(.system, "\(stagingPath) could not be opened") }
+            return
+        }
+        opened = true
+        try BackupRunner.prepare(self, access: access)
+    }
+}
+
+/// What the kernel says about a segment's attachments: who attached or detached last, and when.
+struct SegmentStamp: Equatable {
+    var shmid: Int32 = -1
+    var attachCount: UInt64 = 0
+    var changed: Int64 = 0
+    var lastPID: Int32 = 0
+    var attachedAt: Int64 = 0
+    var detachedAt: Int64 = 0
+
+    init() {}
+
+    init(_ info: cisal_shm_info) {
+        shmid = info.shmid
+        attachCount = info.nattch
+        changed = info.ctime
+        lastPID = info.lpid
+        attachedAt = info.atime
+        detachedAt = info.dtime
+    }
+
+    static func read(_ key: SegmentKey) -> SegmentStamp? {
+        guard let shmid = SharedMemory.lookup(key), let info = SharedMemory.stat(shmid: shmid) else { return nil }
+        return SegmentStamp(info)
+    }
 }
 
 enum BackupRunner {
     static let chunkSize = 8 << 20
 
+    /// Runs a plan whose directory exists and is locked (`DirectoryLock.exclusive`) by the caller; publishes it
+    /// (`BackupPublisher`) or, on failure or cancellation, removes every file it wrote.
     static func run(
-        _ plan: BackupPlan, request: BackupRequest, progress: JobProgress, cancellation: CancellationToken
+        _ plan: BackupPlan, request: BackupRequest, progress: JobProgress, cancellation: CancellationToken,
+        createdDirectory: Bool
     ) throws(EngineError) -> BackupManifest {
         let directory = plan.directory
         progress.start(plan.segments.map { ($0.key, $0.size) })
-        var createdDirectory = false
         let files = plan.segments.enumerated().map {
             BackupFileState(index: $0.offset, segment: $0.element, directory: directory, chunkSize: chunkSize)
         }
-        var manifestTemp: String?
+        let publisher = BackupPublisher(directory: directory, createdDirectory: createdDirectory)
+        let listing = ListingCache.Registration()
+        defer { listing.end() }
         do throws(EngineError) {
             if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
-            switch try FileIO.kind(directory) {
-            case .directory: break
-            case .other: throw EngineError(.io, "\(directory) is not a directory")
-            case .missing:
-                guard mkdir(directory, 0o700) == 0 else {
-                    throw EngineError(.io, "cannot create directory \(directory): \(errnoText())")
-                }
-                createdDirectory = true
-            }
-            for file in files { try prepare(file, access: request.segmentAccess) }
+            for file in files { try stamp(file, listing: listing) }
             try copy(files, request: request, progress: progress, cancellation: cancellation)
-            try FileIO.fsyncDirectory(directory)
-            if createdDirectory { try FileIO.fsyncDirectory(FileIO.parent(of: directory)) }
             if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
+            for file in files { try checkUntouched(file) }
             let manifest = BackupManifest(
                 formatVersion: BackupManifest.currentFormatVersion, toolVersion: Engine.version, host: hostName(),
                 instance: plan.instance, created: rfc3339(), namespaces: plan.namespaces,
@@ -103,27 +151,18 @@ enum BackupRunner {
                                 size: file.chunkSize, lengths: file.chunkRange.map(\.length), crc32: file.chunkCRC)
                             : nil)
                 })
-            try writeManifest(manifest, directory: directory, temp: &manifestTemp)
-            for file in files { file.release() }
+            try publisher.publish(manifest, files: files, cancellation: cancellation)
             return manifest
         } catch {
             for file in files where file.created { progress.set(file.index, .failed) }
-            for file in files {
-                file.release()
-                if file.created { unlink(file.path) }
-            }
-            if let manifestTemp { unlink(manifestTemp) }
-            if createdDirectory {
-                rmdir(directory)
-            } else {
-                try? FileIO.fsyncDirectory(directory)
-            }
+            for file in files { file.release() }
+            publisher.withdraw(files)
             throw error
         }
     }
 
-    /// Attaches the segment read-only after re-checking it, and creates the file exclusively.
-    static func prepare(_ file: BackupFileState, access: SegmentAccess) throws(EngineError) {
+    /// Re-checks a segment before anything is written, and records what the publish check compares with.
+    static func stamp(_ file: BackupFileState, listing: ListingCache.Registration) throws(EngineError) {
         let segment = file.segment
         guard let shmid = SharedMemory.lookup(segment.key), let info = SharedMemory.stat(shmid: shmid) else {
             throw EngineError(.invalidSegments, "segment \(segment.key.hex) disappeared")
@@ -134,20 +173,46 @@ enum BackupRunner {
         guard SharedMemory.settledAttachCount(shmid: shmid, atMost: 0) == 0 else {
             throw EngineError(.serverRunning, "segment \(segment.key.hex) is attached: the server is running")
         }
-        try file.attach(shmid: shmid, readOnly: true, access: access)
+        // This process's own segment listings read the cached prefix instead of attaching (an attach would look
+        // like a server's to the publish check).
+        try listing.add(shmid: shmid, key: segment.key, size: info.size)
+        guard let settled = SharedMemory.stat(shmid: shmid) else {
+            throw EngineError(.invalidSegments, "segment \(segment.key.hex) disappeared")
+        }
         file.shmid = shmid
-        let fd = open(file.path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        file.planned = SegmentStamp(settled)
+    }
+
+    /// Attaches the segment read-only after re-checking it, and creates the staging file exclusively.
+    /// Called under `file.lock` by `BackupFileState.open`.
+    static func prepare(_ file: BackupFileState, access: SegmentAccess) throws(EngineError) {
+        let segment = file.segment
+        guard let info = SharedMemory.stat(shmid: file.shmid), SegmentStamp(info).changed == file.planned.changed,
+            info.key == segment.key.rawValue
+        else {
+            throw EngineError(.invalidSegments, "segment \(segment.key.hex) changed since the backup started")
+        }
+        guard SharedMemory.settledAttachCount(shmid: file.shmid, atMost: 0) == 0 else {
+            throw EngineError(.serverRunning, "segment \(segment.key.hex) is attached: the server is running")
+        }
+        try file.attach(shmid: file.shmid, readOnly: true, access: access)
+        guard let after = SharedMemory.stat(shmid: file.shmid) else {
+            throw EngineError(.invalidSegments, "segment \(segment.key.hex) disappeared")
+        }
+        file.attached = SegmentStamp(after)
+        let fd = Glibc.open(file.stagingPath, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let code = errno
-            if code == EEXIST { throw EngineError(.filesExist, "file \(file.path) already exists") }
-            throw EngineError(.io, "cannot create \(file.path): \(errnoText(code))")
+            if code == EEXIST { throw EngineError(.filesExist, "file \(file.stagingPath) already exists") }
+            throw EngineError(.io, "cannot create \(file.stagingPath): \(errnoText(code))")
         }
         file.fd = fd
         file.created = true
         if !segment.compressed {
             let rc = posix_fallocate(fd, 0, off_t(segment.size))
             if rc != 0 && rc != EOPNOTSUPP && rc != ENOSYS && rc != EINVAL {
-                throw EngineError(.io, "cannot allocate \(segment.size) bytes for \(file.path): \(errnoText(rc))")
+                throw EngineError(
+                    .io, "cannot allocate \(segment.size) bytes for \(file.stagingPath): \(errnoText(rc))")
             }
         }
     }
@@ -172,6 +237,7 @@ enum BackupRunner {
         if verify {
             for file in files { file.pendingSteps += file.chunkCount }
         }
+        let access = request.segmentAccess
         try pool.run(threads: request.threads) { () throws(EngineError) in
             let worker = BackupWorker(progress: progress, verifying: verify)
             return { (item: Int) throws(EngineError) in
@@ -180,6 +246,7 @@ enum BackupRunner {
                     try worker.verify(file, chunk: chunk, pool: pool)
                     return
                 }
+                try file.open(access: access)
                 for chunk in chunk < 0 ? 0..<file.chunkCount : chunk..<chunk + 1 {
                     if pool.shouldStop { return }
                     if try worker.copy(file, chunk: chunk, pool: pool) {
@@ -191,17 +258,18 @@ enum BackupRunner {
         }
         syncer.wait()
         if let error = syncer.error { throw error }
-        if request.verify {
-            for file in files {
-                var st = stat()
-                guard fstat(file.fd, &st) == 0, UInt64(st.st_size) == file.fileSize else {
-                    throw EngineError(.verifyFailed, "\(file.path) does not have the size written")
-                }
+        for file in files {
+            var st = stat()
+            guard lstat(file.stagingPath, &st) == 0 else {
+                throw EngineError(.io, "cannot stat \(file.stagingPath): \(errnoText())")
+            }
+            guard (st.st_mode & S_IFMT) == S_IFREG, UInt64(st.st_size) == file.fileSize else {
+                throw EngineError(.verifyFailed, "\(file.stagingPath) does not have the size written")
             }
         }
     }
 
-    /// Header and trailer, owner and mode from the segment; checks nobody attached meanwhile.
+    /// Header and trailer, owner and mode from the segment; detaches, checks nobody attached meanwhile, closes.
     static func finish(_ file: BackupFileState) throws(EngineError) {
         let segment = file.segment
         file.lock.lock()
@@ -212,16 +280,16 @@ enum BackupRunner {
         var fileSize = segment.size
         if segment.compressed {
             let trailer = GzipFraming.trailer(crc32: crc, size: segment.size)
-            try FileIO.writeAll(file.fd, bytes: trailer, at: end, file: file.path)
+            try FileIO.writeAll(file.fd, bytes: trailer, at: end, file: file.stagingPath)
             let head = ASMTHeader(segmentSize: segment.size, crc32: crc).encoded() + GzipFraming.header
-            try FileIO.writeAll(file.fd, bytes: head, at: 0, file: file.path)
+            try FileIO.writeAll(file.fd, bytes: head, at: 0, file: file.stagingPath)
             fileSize = end + UInt64(trailer.count)
         }
         guard fchown(file.fd, segment.uid, segment.gid) == 0 else {
-            throw EngineError(.io, "cannot set the owner of \(file.path): \(errnoText())")
+            throw EngineError(.io, "cannot set the owner of \(file.stagingPath): \(errnoText())")
         }
         guard fchmod(file.fd, mode_t(segment.mode & 0o777)) == 0 else {
-            throw EngineError(.io, "cannot set the mode of \(file.path): \(errnoText())")
+            throw EngineError(.io, "cannot set the mode of \(file.stagingPath): \(errnoText())")
         }
         // Every chunk is copied: detach, then nobody else may have attached meanwhile.
         file.detachSegment()
@@ -229,7 +297,19 @@ enum BackupRunner {
             throw EngineError(
                 .serverRunning, "segment \(segment.key.hex) was attached by another process during the backup")
         }
+        guard let info = SharedMemory.stat(shmid: file.shmid) else {
+            throw EngineError(.invalidSegments, "segment \(segment.key.hex) disappeared during the backup")
+        }
+        let detached = SegmentStamp(info)
+        guard detached.lastPID == getpid(), detached.attachedAt == file.attached.attachedAt,
+            detached.changed == file.planned.changed
+        else {
+            throw EngineError(
+                .serverRunning, "segment \(segment.key.hex) was attached by another process during the backup")
+        }
+        file.release()
         file.lock.lock()
+        file.detached = detached
         file.fileSize = fileSize
         file.finished = rfc3339()
         file.written = true
@@ -237,36 +317,34 @@ enum BackupRunner {
         file.lock.unlock()
     }
 
-    static func checkFraming(_ file: BackupFileState) throws(EngineError) {
-        let expectedHead = ASMTHeader(segmentSize: file.segment.size, crc32: file.crc).encoded() + GzipFraming.header
-        let expectedTail = GzipFraming.trailer(crc32: file.crc, size: file.segment.size)
-        let head = try FileIO.read(file.fd, count: expectedHead.count, at: 0, file: file.path)
-        let tail = try FileIO.read(
-            file.fd, count: expectedTail.count, at: file.fileSize - UInt64(expectedTail.count), file: file.path)
-        guard head == expectedHead, tail == expectedTail else {
-            throw EngineError(.verifyFailed, "\(file.path): header or gzip trailer differs from what was written")
+    /// The end-of-backup attach check: since our own detach, nobody attached the segment, changed it or replaced
+    /// it (same shmid, no attachment, same change time, last attach or detach still ours at the same times).
+    static func checkUntouched(_ file: BackupFileState) throws(EngineError) {
+        let key = file.segment.key
+        guard let detached = file.detached else {
+            throw EngineError(.system, "segment \(key.hex) was not copied")
+        }
+        guard let now = SegmentStamp.read(key), now.shmid == file.planned.shmid else {
+            throw EngineError(.invalidSegments, "segment \(key.hex) was removed or replaced during the backup")
+        }
+        guard now.attachCount == 0, now == detached else {
+            throw EngineError(
+                .serverRunning,
+                "segment \(key.hex) was attached after it was copied (\(now.attachCount) attachment(s), "
+                    + "last by pid \(now.lastPID)): the server is running; nothing was published")
         }
     }
 
-    static func writeManifest(
-        _ manifest: BackupManifest, directory: String, temp: inout String?
-    )
-        throws(EngineError)
-    {
-        let path = directory + "/" + BackupManifest.fileName
-        let tempPath = directory + "/." + BackupManifest.fileName + ".tmp-\(getpid())"
-        let fd = open(tempPath, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw EngineError(.io, "cannot create \(tempPath): \(errnoText())") }
-        temp = tempPath
-        defer { close(fd) }
-        let bytes = manifest.encoded()
-        try FileIO.writeAll(fd, bytes: bytes, at: 0, file: tempPath)
-        guard fsync(fd) == 0 else { throw EngineError(.io, "cannot fsync \(tempPath): \(errnoText())") }
-        guard rename(tempPath, path) == 0 else {
-            throw EngineError(.io, "cannot rename \(tempPath) to \(path): \(errnoText())")
+    static func checkFraming(_ file: BackupFileState, fd: Int32) throws(EngineError) {
+        let expectedHead = ASMTHeader(segmentSize: file.segment.size, crc32: file.crc).encoded() + GzipFraming.header
+        let expectedTail = GzipFraming.trailer(crc32: file.crc, size: file.segment.size)
+        let head = try FileIO.read(fd, count: expectedHead.count, at: 0, file: file.stagingPath)
+        let tail = try FileIO.read(
+            fd, count: expectedTail.count, at: file.fileSize - UInt64(expectedTail.count), file: file.stagingPath)
+        guard head == expectedHead, tail == expectedTail else {
+            throw EngineError(
+                .verifyFailed, "\(file.stagingPath): header or gzip trailer differs from what was written")
         }
-        temp = nil
-        try FileIO.fsyncDirectory(directory)
     }
 }
 
@@ -282,8 +360,13 @@ final class Syncer: @unchecked Sendable {
     func sync(_ file: BackupFileState, pool: WorkPool, progress: JobProgress) {
         queue.async(group: group) { [self] in
             guard !pool.shouldStop else { return }
-            if fsync(file.fd) != 0 {
-                let failure = EngineError(.io, "cannot fsync \(file.path): \(errnoText())")
+            // The writer's descriptor is closed already: fsync through one of our own (it flushes the inode).
+            let fd = open(file.stagingPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            let failed = fd < 0 || fsync(fd) != 0
+            let code = errno
+            if fd >= 0 { close(fd) }
+            if failed {
+                let failure = EngineError(.io, "cannot fsync \(file.stagingPath): \(errnoText(code))")
                 lock.withLock { if firstError == nil { firstError = failure } }
                 pool.fail(failure)
                 return
@@ -357,12 +440,13 @@ final class BackupWorker {
             file.lock.broadcast()
             file.lock.unlock()
             try FileIO.writeAll(
-                file.fd, UnsafeRawBufferPointer(start: output!.pointer, count: length), at: offset, file: file.path)
+                file.fd, UnsafeRawBufferPointer(start: output!.pointer, count: length), at: offset,
+                file: file.stagingPath)
         } else {
             if input == nil { input = WorkBuffer(count: Codec.deflateBound(chunkSize)) }
             let offset = chunk * chunkSize
             let crc = try file.segmentIO.write(
-                offset, count: count, to: file.fd, at: UInt64(offset), path: file.path, buffer: input!)
+                offset, count: count, to: file.fd, at: UInt64(offset), path: file.stagingPath, buffer: input!)
             file.lock.lock()
             file.chunkCRC[chunk] = crc
             file.lock.unlock()
@@ -385,19 +469,23 @@ final class BackupWorker {
         let segment = file.segment
         let chunkSize = file.chunkSize
         let length = file.chunkLength(chunk)
+        // A descriptor of our own for the read-back: the writer's is closed once the copy is complete.
+        let fd = open(file.stagingPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw EngineError(.io, "cannot open \(file.stagingPath): \(errnoText())") }
+        defer { close(fd) }
         if input == nil { input = WorkBuffer(count: Codec.deflateBound(chunkSize)) }
         let buffer = input!
         let crc: UInt32
         if segment.compressed {
-            if chunk == 0 { try BackupRunner.checkFraming(file) }
+            if chunk == 0 { try BackupRunner.checkFraming(file, fd: fd) }
             if inflater == nil { inflater = try Codec.makeInflater() }
             if check == nil { check = WorkBuffer(count: chunkSize + 4096) }
             let range = file.chunkRange[chunk]
             let got = try FileIO.readFull(
-                file.fd, UnsafeMutableRawBufferPointer(start: buffer.pointer, count: range.length), at: range.offset,
-                file: file.path)
+                fd, UnsafeMutableRawBufferPointer(start: buffer.pointer, count: range.length), at: range.offset,
+                file: file.stagingPath)
             guard got == range.length else {
-                throw EngineError(.verifyFailed, "\(file.path) is shorter than written")
+                throw EngineError(.verifyFailed, "\(file.stagingPath) is shorter than written")
             }
             let target = check!
             let inflated = try inflater!.inflateChunk(
@@ -406,7 +494,8 @@ final class BackupWorker {
                 room: { produced in UnsafeMutableRawBufferPointer(rebasing: target.bytes[produced...]) },
                 take: { (_, _) throws(EngineError) in })
             guard let inflatedCRC = inflated else {
-                throw EngineError(.verifyFailed, "\(file.path): chunk \(chunk) does not inflate to the segment bytes")
+                throw EngineError(
+                    .verifyFailed, "\(file.stagingPath): chunk \(chunk) does not inflate to the segment bytes")
             }
             crc = inflatedCRC
         } else {
@@ -416,9 +505,11 @@ final class BackupWorker {
             while done < length {
                 let count = min(FileIO.maxWrite, length - done)
                 let got = try FileIO.readFull(
-                    file.fd, UnsafeMutableRawBufferPointer(start: buffer.pointer, count: count),
-                    at: UInt64(chunk * chunkSize + done), file: file.path)
-                guard got == count else { throw EngineError(.verifyFailed, "\(file.path) is shorter than written") }
+                    fd, UnsafeMutableRawBufferPointer(start: buffer.pointer, count: count),
+                    at: UInt64(chunk * chunkSize + done), file: file.stagingPath)
+                guard got == count else {
+                    throw EngineError(.verifyFailed, "\(file.stagingPath) is shorter than written")
+                }
                 value = CRC32.update(value, UnsafeRawBufferPointer(start: buffer.pointer, count: count))
                 done += count
             }
@@ -427,7 +518,8 @@ final class BackupWorker {
         guard crc == file.chunkCRC[chunk] else {
             throw EngineError(
                 .verifyFailed,
-                "CRC-32 mismatch in \(file.path) at chunk \(chunk): the file differs from segment \(segment.key.hex)")
+                "CRC-32 mismatch in \(file.stagingPath) at chunk \(chunk): the file differs from segment \(segment.key.hex)"
+            )
         }
         progress.add(bytes: UInt64(length - length / 2))
         file.stepDone(progress)

@@ -36,17 +36,54 @@ public enum Engine {
             request, segments: segments, existingFiles: files, manifestPresent: manifestPresent)
     }
 
-    /// Runs a plan. On failure or cancellation removes every file it wrote (all kinds) and throws.
-    /// Writes the manifest last, atomically; returns it.
+    /// Runs a plan. Holds the directory's lock (`DirectoryLock.exclusive`, else `.backupBusy`) for the whole run,
+    /// first removes the leftovers of an interrupted backup there (`removeStaging`), then writes every file under
+    /// a staging name and publishes them only once all are written, synced, verified and every segment is found
+    /// unattached and unchanged since its copy (else `.serverRunning`): the base files last, then the manifest,
+    /// atomically. On failure or cancellation removes every file it wrote (all kinds) and throws.
     public static func backup(
         _ plan: BackupPlan, request: BackupRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError) -> BackupManifest {
-        // Re-plan: the segments must not have changed since the caller's plan.
-        let fresh = try planBackup(request)
-        guard fresh.directory == plan.directory, same(fresh.segments, plan.segments) else {
-            throw EngineError(.invalidSegments, "the segments changed since the backup was planned; plan again")
+        let directory = request.directory
+        _ = try RequestValidation.check(
+            instance: request.instance, namespaces: request.namespaces, directory: directory,
+            threads: request.threads)
+        var createdDirectory = false
+        switch try FileIO.kind(directory) {
+        case .directory: break
+        case .other: throw EngineError(.io, "\(directory) is not a directory")
+        case .missing:
+            guard mkdir(directory, 0o700) == 0 else {
+                throw EngineError(.io, "cannot create directory \(directory): \(errnoText())")
+            }
+            createdDirectory = true
         }
-        return try BackupRunner.run(fresh, request: request, progress: progress, cancellation: cancellation)
+        // Only a holder of the lock removes the directory it created: a concurrent backup may already use it.
+        let lock = try DirectoryLock.exclusive(directory)
+        defer { lock.release() }
+        do throws(EngineError) {
+            _ = try BackupStaging.clean(directory: directory)
+            // Re-plan: the segments must not have changed since the caller's plan.
+            let fresh = try planBackup(request)
+            guard fresh.directory == plan.directory, same(fresh.segments, plan.segments) else {
+                throw EngineError(.invalidSegments, "the segments changed since the backup was planned; plan again")
+            }
+            return try BackupRunner.run(
+                fresh, request: request, progress: progress, cancellation: cancellation,
+                createdDirectory: createdDirectory)
+        } catch {
+            if createdDirectory { rmdir(directory) }
+            throw error
+        }
+    }
+
+    /// Removes what an interrupted backup left in `directory` (staging files, and the files of an unfinished
+    /// publication, base files first); completes a publication that lacked only the manifest's rename. Takes the
+    /// directory's lock (`.backupBusy` while a backup or a restore holds it). Returns the names removed.
+    public static func removeStaging(directory: String) throws(EngineError) -> [String] {
+        let lock = try DirectoryLock.exclusive(directory)
+        defer { lock.release() }
+        return try BackupStaging.clean(directory: directory)
     }
 
     public static func planRestore(_ request: RestoreRequest) throws(EngineError) -> RestorePlan {
@@ -66,25 +103,14 @@ public enum Engine {
     public static func restore(
         _ plan: RestorePlan, request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError) {
+        // Read under the directory's shared lock: no backup writes into it or cleans it meanwhile (`.backupBusy`).
+        let directoryLock = try DirectoryLock.shared(request.directory)
+        defer { directoryLock.release() }
         let fresh = try planRestore(request)
         guard fresh.directory == plan.directory, same(fresh.segments, plan.segments) else {
             throw EngineError(.invalidBackup, "the backup files changed since the restore was planned; plan again")
         }
         try RestoreRunner.run(fresh, request: request, progress: progress, cancellation: cancellation)
-    }
-
-    /// Crash recovery: removes those of `keys` that exist, are unattached and were created by process `pid`.
-    /// Returns the keys removed.
-    public static func removeSegments(_ keys: [SegmentKey], createdBy pid: Int32) -> [SegmentKey] {
-        var removed: [SegmentKey] = []
-        for key in keys {
-            guard let shmid = SharedMemory.lookup(key), let info = SharedMemory.stat(shmid: shmid),
-                info.key == key.rawValue, info.cpid == pid,
-                SharedMemory.settledAttachCount(shmid: shmid, atMost: 0) == 0
-            else { continue }
-            if SharedMemory.remove(shmid: shmid) { removed.append(key) }
-        }
-        return removed
     }
 
     static func same(_ a: [PlannedSegment], _ b: [PlannedSegment]) -> Bool {
@@ -104,7 +130,10 @@ enum BackupScanner {
             guard let parsed = SegmentKey.parse(fileName: name), parsed.key.instance == instance else { continue }
             let path = directory + "/" + name
             var st = stat()
-            guard stat(path, &st) == 0 else { throw EngineError(.io, "cannot stat \(path): \(errnoText())") }
+            guard lstat(path, &st) == 0 else { throw EngineError(.io, "cannot stat \(path): \(errnoText())") }
+            guard (st.st_mode & S_IFMT) != S_IFLNK else {
+                throw EngineError(.invalidBackup, "\(path) is a symbolic link: a backup holds regular files only")
+            }
             guard (st.st_mode & S_IFMT) == S_IFREG else {
                 throw EngineError(.invalidBackup, "\(path) is not a regular file")
             }
@@ -113,11 +142,11 @@ enum BackupScanner {
                 uid: st.st_uid, gid: st.st_gid, mode: UInt32(st.st_mode) & 0o777)
             let kind = parsed.key.kind
             if parsed.compressed {
-                let head = FileIO.readPrefix(path: path, length: 64 * 1024) ?? []
+                let head = try FileIO.readPrefix(path: path, length: 64 * 1024)
                 file.header = ASMTHeader.decode(head)
                 if case .success = file.header {
                     if kind == .dataStage {
-                        if let prefix = inflatePrefix(Array(head.dropFirst(ASMTHeader.size)), length: 44) {
+                        if let prefix = try inflatePrefix(Array(head.dropFirst(ASMTHeader.size)), length: 44) {
                             file.facts = SegmentFacts.read(kind: kind, prefix: prefix)
                         }
                     } else {
@@ -126,7 +155,8 @@ enum BackupScanner {
                 }
             } else {
                 let length = SegmentFacts.prefixLength(kind: kind)
-                if let prefix = FileIO.readPrefix(path: path, length: length), length > 0 {
+                if length > 0 {
+                    let prefix = try FileIO.readPrefix(path: path, length: length)
                     if prefix.count >= min(length, Layout.nameLength) {
                         file.facts = SegmentFacts.read(kind: kind, prefix: prefix)
                     }
@@ -139,11 +169,10 @@ enum BackupScanner {
         return result
     }
 
-    /// The first `length` bytes of a gzip member, or nil.
-    static func inflatePrefix(_ member: [UInt8], length: Int) -> [UInt8]? {
-        guard case .ok(let headerLength) = GzipFraming.parseHeader(member),
-            let inflater = try? Codec.makeInflater()
-        else { return nil }
+    /// The first `length` bytes of a gzip member, or nil when they cannot be decoded.
+    static func inflatePrefix(_ member: [UInt8], length: Int) throws(EngineError) -> [UInt8]? {
+        guard case .ok(let headerLength) = GzipFraming.parseHeader(member) else { return nil }
+        let inflater = try Codec.makeInflater()
         var output = [UInt8](repeating: 0, count: length)
         let body = Array(member.dropFirst(headerLength))
         var produced = 0

@@ -46,11 +46,17 @@ enum FileIO {
         return done
     }
 
-    static func readPrefix(path: String, length: Int) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+    /// Up to `length` leading bytes of a regular file, opened without following a symlink. An unreadable file is an
+    /// error, never an empty prefix.
+    static func readPrefix(path: String, length: Int) throws(EngineError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            let code = errno
+            if code == ELOOP { throw EngineError(.invalidBackup, "\(path) is a symbolic link") }
+            throw EngineError(.io, "cannot open \(path): \(errnoText(code))")
+        }
         defer { close(fd) }
-        return try? read(fd, count: length, at: 0, file: path)
+        return try read(fd, count: length, at: 0, file: path)
     }
 
     static func fsyncDirectory(_ path: String) throws(EngineError) {

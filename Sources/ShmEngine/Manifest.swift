@@ -49,10 +49,15 @@ public struct BackupManifest: Sendable, Codable, Equatable {
     public var namespaces: [PlannedNamespace]
     public var segments: [ManifestSegment]
     /// The segments as they were at the end of the backup (the service's freshness evidence); optional.
-    public var evidence: BackupEvidence? = nil
+    public var evidence: FreshnessEvidence? = nil
 
     /// nil when the directory has no manifest (incomplete, or written by asmt).
     public static func load(directory: String) throws(EngineError) -> BackupManifest? {
+        try load(directory: directory, fileName: fileName)
+    }
+
+    /// `fileName` other than the manifest's: the pending manifest of a backup being published.
+    static func load(directory: String, fileName: String) throws(EngineError) -> BackupManifest? {
         let path = directory + "/" + fileName
         var st = stat()
         if lstat(path, &st) != 0 {
@@ -62,9 +67,7 @@ public struct BackupManifest: Sendable, Codable, Equatable {
         guard (st.st_mode & S_IFMT) == S_IFREG, st.st_size < 64 << 20 else {
             throw EngineError(.invalidBackup, "\(path) is not a regular manifest file")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw EngineError(.io, "cannot read \(path)")
-        }
+        let data = Data(try FileIO.readPrefix(path: path, length: Int(st.st_size) + 1))
         let manifest: BackupManifest
         do {
             manifest = try JSONDecoder().decode(BackupManifest.self, from: data)

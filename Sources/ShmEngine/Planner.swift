@@ -55,6 +55,10 @@ enum BackupPlanner {
             throw EngineError(
                 .filesExist, "\(request.directory) already holds a completed backup (\(BackupManifest.fileName))")
         }
+        // A base or data segment whose name cannot be read might belong to any namespace: never skip it silently.
+        if let bad = mine.first(where: { $0.unreadable != nil && [.base, .dataStage].contains($0.live.key.kind) }) {
+            throw EngineError(.system, bad.unreadable ?? "")
+        }
         var namespaces: [PlannedNamespace] = []
         var planned: [PlannedSegment] = []
         for name in names {
@@ -70,6 +74,9 @@ enum BackupPlanner {
             let nsid = base.live.key.nsid
             let group = mine.filter {
                 $0.live.key.kind == .dataStage ? sameName($0.facts.namespace, name) : $0.live.key.nsid == nsid
+            }
+            if let bad = group.first(where: { $0.unreadable != nil }) {
+                throw EngineError(.system, bad.unreadable ?? "")
             }
             if let attached = group.first(where: { $0.live.attachCount > 0 }) {
                 throw EngineError(
@@ -202,6 +209,7 @@ enum RestorePlanner {
         }
         var namespaces: [PlannedNamespace] = []
         var planned: [PlannedSegment] = []
+        var warnings: [String] = []
         for name in names {
             let bases = mine.filter { $0.key.kind == .base && !$0.compressed && sameName($0.facts?.namespace, name) }
             guard let base = bases.first else {
@@ -284,14 +292,14 @@ enum RestorePlanner {
                         fileSize: file.fileSize))
             }
             if let manifest {
-                try crossCheck(&segments, manifest: manifest, name: name, dir: dir)
+                warnings += try crossCheck(&segments, manifest: manifest, name: name, dir: dir)
             }
             namespaces.append(PlannedNamespace(name: name, nsid: nsid))
             planned += segments
         }
         return RestorePlan(
             instance: instance, directory: dir, namespaces: namespaces, segments: planned,
-            totalBytes: planned.reduce(0) { $0 + $1.size })
+            totalBytes: planned.reduce(0) { $0 + $1.size }, warnings: warnings)
     }
 
     static func checkStructure(
@@ -350,11 +358,14 @@ enum RestorePlanner {
         return chosen
     }
 
+    /// Checks the files against the manifest, which is authoritative for owner, group and mode: a file that
+    /// disagrees is reported in the returned warnings, not used.
     static func crossCheck(
         _ segments: inout [PlannedSegment], manifest: BackupManifest, name: String, dir: String
     )
-        throws(EngineError)
+        throws(EngineError) -> [String]
     {
+        var warnings: [String] = []
         guard manifest.namespaces.contains(where: { $0.name == name }) else {
             throw EngineError(.invalidBackup, "the manifest in \(dir) does not list namespace \(name)")
         }
@@ -373,6 +384,15 @@ enum RestorePlanner {
                         + "file size \(segment.fileSize ?? 0); recorded \(entry.size), \(entry.fileSize))")
             }
             segments[index].crc32 = entry.crc32
+            let recorded = (entry.uid, entry.gid, entry.mode & 0o777)
+            if (segment.uid, segment.gid, segment.mode) != recorded {
+                warnings.append(
+                    "file \(segment.file) is owned \(segment.uid):\(segment.gid) mode \(octal(segment.mode)); "
+                        + "the segment gets \(recorded.0):\(recorded.1) mode \(octal(recorded.2)) from the manifest")
+                segments[index].uid = recorded.0
+                segments[index].gid = recorded.1
+                segments[index].mode = recorded.2
+            }
             if let chunks = entry.chunks {
                 guard segment.compressed, chunks.fits(size: segment.size, fileSize: entry.fileSize) else {
                     throw EngineError(
@@ -384,5 +404,8 @@ enum RestorePlanner {
         for entry in recorded where !segments.contains(where: { $0.key == entry.key }) {
             throw EngineError(.invalidBackup, "file \(entry.file) listed in the manifest is missing from \(dir)")
         }
+        return warnings
     }
+
+    static func octal(_ mode: UInt32) -> String { "0" + String(mode, radix: 8) }
 }

@@ -2,7 +2,7 @@ import CISAL
 import Foundation
 import Glibc
 
-/// One segment being filled by a restore. Mutable fields are guarded by `lock`.
+/// One segment being filled by a restore. Mutable fields are guarded by `lock` while workers run.
 final class RestoreFileState: FileAndSegment, @unchecked Sendable {
     let index: Int
     let segment: PlannedSegment
@@ -18,9 +18,17 @@ final class RestoreFileState: FileAndSegment, @unchecked Sendable {
     var segmentFD: Int32 = -1
     var remaining: Int
     var chunkCRC: [UInt32]
-    /// Compressed files with a chunk index: the CRC-32 in the ASMT header and the gzip trailer, read at prepare.
+    /// Compressed files with a chunk index: the CRC-32 in the ASMT header and the gzip trailer, read at the check.
     var headerCRC: UInt32 = 0
     var trailer: [UInt8] = []
+    /// The file as checked before any segment was created; a worker opening it later must find the same file.
+    var identity: FileIdentity?
+    /// Set once a worker opened the file and attached the segment (they are released when its last chunk is done).
+    var opened = false
+    /// Base only: the file's first 8 bytes (version, shutdown status), held back until the commit.
+    var commitWord: [UInt8] = []
+    /// The segment as our own last detach left it: another attach changes it.
+    var trace: SegmentTrace?
 
     init(index: Int, segment: PlannedSegment, directory: String, chunkSize: Int) {
         self.index = index
@@ -42,6 +50,22 @@ final class RestoreFileState: FileAndSegment, @unchecked Sendable {
 
     /// One item that inflates the whole file in order (no chunk index).
     var sequential: Bool { segment.compressed && segment.chunks == nil }
+
+    /// Opens the file and attaches the segment the first time a worker reaches one of its chunks.
+    func openIfNeeded(access: SegmentAccess) throws(EngineError) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !opened else { return }
+        opened = true
+        fd = try RestoreRunner.openChecked(path, identity: identity)
+        try attach(shmid: shmid, readOnly: false, access: access)
+    }
+
+    /// Closes the file, detaches the segment and notes how the detach left it.
+    func finish() {
+        release()
+        trace = SharedMemory.stat(shmid: shmid).map(SegmentTrace.init)
+    }
 }
 
 enum RestoreRunner {
@@ -49,6 +73,9 @@ enum RestoreRunner {
     static let inputSize = 4 << 20
     static let window = 16 << 20
 
+    /// Creates every segment (bases first, all 0600, the bases' first 8 bytes zero), reports them, fills them,
+    /// sets owner and mode, checks that nobody else attached them, and commits each namespace by writing its base's
+    /// first 8 bytes last (see README, "How a restore commits"). On failure removes every segment it created.
     static func run(
         _ plan: RestorePlan, request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError) {
@@ -56,17 +83,30 @@ enum RestoreRunner {
         let files = plan.segments.enumerated().map {
             RestoreFileState(index: $0.offset, segment: $0.element, directory: plan.directory, chunkSize: chunkSize)
         }
+        let creation = files.filter { $0.segment.kind == .base } + files.filter { $0.segment.kind != .base }
+        defer { RestoreRegistry.unregister(files.map(\.shmid)) }
         do throws(EngineError) {
             if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
-            for file in files { try prepare(file, access: request.segmentAccess) }
+            for file in files { try check(file) }
+            var created: [CreatedSegment] = []
+            for file in creation {
+                file.shmid = try SharedMemory.create(file.segment.key, size: file.segment.size)
+                RestoreRegistry.register(file.shmid, namespace: file.segment.namespace)
+                let ctime = SharedMemory.stat(shmid: file.shmid)?.ctime ?? 0
+                created.append(CreatedSegment(key: file.segment.key.hex, shmid: file.shmid, ctime: ctime))
+            }
+            try request.onCreated?(created)
             try fill(files, request: request, progress: progress, cancellation: cancellation)
+            request.afterFill?()
             if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
             for file in files {
                 try SharedMemory.setOwner(
                     shmid: file.shmid, key: file.segment.key, uid: file.segment.uid, gid: file.segment.gid,
                     mode: file.segment.mode)
             }
-            for file in files { file.release() }
+            for file in files { try RestoreCommit.checkUntouched(file) }
+            if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
+            for file in files where file.segment.kind == .base { try RestoreCommit.commit(file) }
         } catch {
             for file in files {
                 file.release()
@@ -79,15 +119,18 @@ enum RestoreRunner {
         }
     }
 
-    static func prepare(_ file: RestoreFileState, access: SegmentAccess) throws(EngineError) {
+    /// Checks a file before any segment exists: a regular file (no symlink), the planned size, and for a compressed
+    /// file with a chunk index the headers that index assumes. Closes it again: workers open files as they reach
+    /// them, so that a namespace of thousands of segments needs only a few descriptors at a time.
+    static func check(_ file: RestoreFileState) throws(EngineError) {
         let segment = file.segment
-        let fd = open(file.path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw EngineError(.invalidBackup, "cannot open \(file.path): \(errnoText())") }
-        file.fd = fd
+        let fd = try openChecked(file.path, identity: nil)
+        defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, let expected = segment.fileSize, UInt64(st.st_size) == expected else {
             throw EngineError(.invalidBackup, "\(file.path) changed since planning")
         }
+        file.identity = FileIdentity(st)
         if segment.compressed && !file.sequential {
             // The chunk index assumes the headers asmtd writes; the trailer is checked once all chunks are in.
             let head = try FileIO.read(fd, count: DeflateChunks.dataStart, at: 0, file: file.path)
@@ -100,21 +143,41 @@ enum RestoreRunner {
             file.trailer = try FileIO.read(
                 fd, count: GzipFraming.trailerSize, at: expected - UInt64(GzipFraming.trailerSize), file: file.path)
         }
-        file.shmid = try SharedMemory.create(segment.key, size: segment.size)
-        try file.attach(shmid: file.shmid, readOnly: false, access: access)
+    }
+
+    /// Opens a backup file read-only without following a symlink; with `identity`, it must be the same file.
+    static func openChecked(_ path: String, identity: FileIdentity?) throws(EngineError) -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            let code = errno
+            if code == ELOOP { throw EngineError(.invalidBackup, "\(path) is a symbolic link") }
+            throw EngineError(.invalidBackup, "cannot open \(path): \(errnoText(code))")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG,
+            identity == nil || identity == FileIdentity(st)
+        else {
+            close(fd)
+            throw EngineError(.invalidBackup, "\(path) changed since planning")
+        }
+        return fd
     }
 
     static func fill(
         _ files: [RestoreFileState], request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError) {
-        // Sequential compressed files first (largest first), then the chunks of the others, round-robin.
+        // Sequential compressed files first (largest first), then the chunks of the others, round-robin over a
+        // window of a few files per thread: a file is open only while its chunks are being copied.
         let sequential = files.filter(\.sequential).sorted { $0.segment.size > $1.segment.size }
-        let lists = files.filter { !$0.sequential }.map { file in (0..<file.chunkCount).map { (file, $0) } }
-        let items = sequential.map { ($0, 0) } + interleaved(lists)
+        let chunked = files.filter { !$0.sequential }
+        let threads = WorkPool.threadCount(request.threads)
+        let order = ChunkOrder.windowed(chunked.map(\.chunkCount), window: 2 * threads)
+        let items = sequential.map { ($0, 0) } + order.map { (chunked[$0.file], $0.chunk) }
         let pool = WorkPool(items: items.count, cancellation: cancellation)
         let verify = request.verify
+        let access = request.segmentAccess
         try pool.run(threads: request.threads) { () throws(EngineError) in
-            let worker = RestoreWorker(verify: verify, pool: pool, progress: progress)
+            let worker = RestoreWorker(verify: verify, access: access, pool: pool, progress: progress)
             return { (item: Int) throws(EngineError) in
                 let (file, chunk) = items[item]
                 try worker.restore(file, chunk: chunk)
@@ -266,6 +329,7 @@ enum RestoreRunner {
 /// Per-thread state of a restore worker: codec and bounded buffers.
 final class RestoreWorker {
     private let verify: Bool
+    private let access: SegmentAccess
     private let pool: WorkPool
     private let progress: JobProgress
     private var inflater: (any StreamInflater)?
@@ -276,15 +340,17 @@ final class RestoreWorker {
     /// One chunk's deflate data.
     private var packed: WorkBuffer?
 
-    init(verify: Bool, pool: WorkPool, progress: JobProgress) {
+    init(verify: Bool, access: SegmentAccess, pool: WorkPool, progress: JobProgress) {
         self.verify = verify
+        self.access = access
         self.pool = pool
         self.progress = progress
     }
 
     /// Restores chunk `chunk` of `file` (the whole file when it is sequential); the worker that completes a file
-    /// checks its CRC-32 and detaches its segment.
+    /// checks its CRC-32, closes the file and detaches its segment.
     func restore(_ file: RestoreFileState, chunk: Int) throws(EngineError) {
+        try file.openIfNeeded(access: access)
         if chunk == 0 { progress.set(file.index, .running) }
         if file.segment.compressed {
             if inflater == nil { inflater = try Codec.makeInflater() }
@@ -299,7 +365,7 @@ final class RestoreWorker {
                 file, inflater: inflater!, input: input!, output: output, verify: verify, pool: pool,
                 progress: progress)
             {
-                file.detachSegment()
+                file.finish()
                 progress.set(file.index, .done)
             }
             return
@@ -309,6 +375,17 @@ final class RestoreWorker {
         let crc: UInt32
         if file.segment.compressed {
             crc = try inflate(file, chunk: chunk, offset: offset, length: length)
+        } else if offset == 0 && file.segment.kind == .base {
+            // The base's first 8 bytes stay zero until the commit; the CRC-32 covers the file's bytes.
+            let word = try FileIO.read(file.fd, count: RestoreCommit.wordSize, at: 0, file: file.path)
+            guard word.count == RestoreCommit.wordSize else {
+                throw EngineError(.invalidBackup, "\(file.path) is shorter than planned")
+            }
+            file.commitWord = word
+            let skip = RestoreCommit.wordSize
+            crc = try file.segmentIO.read(
+                skip, count: length - skip, from: file.fd, at: UInt64(skip), path: file.path, buffer: input!,
+                checksum: verify && file.segment.crc32 != nil, initial: CRC32.checksum(word))
         } else {
             // A plain file has nothing to check its CRC against except the manifest.
             crc = try file.segmentIO.read(
@@ -332,7 +409,7 @@ final class RestoreWorker {
                 "CRC-32 of segment \(file.segment.key.hex) is \(hex32(total)), "
                     + "the manifest records \(hex32(expected)) for \(file.path)")
         }
-        file.detachSegment()
+        file.finish()
         progress.set(file.index, .done)
     }
 
@@ -374,23 +451,6 @@ final class RestoreWorker {
             )
         }
         return crc
-    }
-}
-
-/// Round-robin over the lists, so that concurrent workers mostly touch different segments and files
-/// (faulting pages into one shmem segment, or writing one file, from two threads contends on its locks).
-func interleaved<T>(_ lists: [[T]]) -> [T] {
-    var result: [T] = []
-    result.reserveCapacity(lists.reduce(0) { $0 + $1.count })
-    var index = 0
-    while true {
-        var any = false
-        for list in lists where index < list.count {
-            result.append(list[index])
-            any = true
-        }
-        if !any { return result }
-        index += 1
     }
 }
 

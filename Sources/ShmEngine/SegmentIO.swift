@@ -55,12 +55,13 @@ struct SegmentIO {
         return crc
     }
 
-    /// `count` bytes of `fd` at `fileOffset` into segment bytes `offset...`; returns their CRC-32 when `checksum`.
+    /// `count` bytes of `fd` at `fileOffset` into segment bytes `offset...`; returns their CRC-32 when `checksum`
+    /// (continuing `initial`, the CRC-32 of the bytes before them).
     func read(
         _ offset: Int, count: Int, from fd: Int32, at fileOffset: UInt64, path: String, buffer: WorkBuffer,
-        checksum: Bool
+        checksum: Bool, initial: UInt32 = 0
     ) throws(EngineError) -> UInt32 {
-        var crc: UInt32 = 0
+        var crc = initial
         var done = 0
         while done < count {
             let length = min(FileIO.maxWrite, count - done, buffer.count)

@@ -38,7 +38,7 @@ public struct SegmentEvidence: Sendable, Codable, Equatable, Hashable {
 
 /// The evidence recorded at the end of a backup: the segments as they were, when and in which boot. Stored in
 /// the manifest (an optional field; asmt ignores the manifest) and in the service's state.
-public struct BackupEvidence: Sendable, Codable, Equatable {
+public struct FreshnessEvidence: Sendable, Codable, Equatable {
     /// `/proc/sys/kernel/random/boot_id` when observed.
     public var bootID: String
     /// Unix seconds.

@@ -5,6 +5,8 @@ import Glibc
 struct ScannedSegment: Sendable {
     var live: LiveSegment
     var facts: SegmentFacts
+    /// Why the first bytes could not be read (the facts are then empty).
+    var unreadable: String? = nil
 }
 
 /// A segment attached to this process. Raw pointers cross worker threads only inside the engine.
@@ -81,21 +83,31 @@ public enum SharedMemory {
                 key: key, shmid: info.shmid, size: info.size, attachCount: Int(info.nattch), uid: info.uid,
                 gid: info.gid, mode: info.mode & 0o777, creatorPID: info.cpid)
             var facts = SegmentFacts()
+            var unreadable: String?
             let length = SegmentFacts.prefixLength(kind: key.kind)
-            if length > 0 {
-                guard let prefix = readPrefix(shmid: info.shmid, size: info.size, length: length) else {
-                    continue  // vanished during the walk
-                }
-                facts = SegmentFacts.read(kind: key.kind, prefix: prefix)
+            if let restoring = RestoreRegistry.namespace(of: info.shmid) {
+                // Being restored here: not attached (the commit check would take that for a server).
+                facts.namespace = key.kind == .base || key.kind == .dataStage ? restoring : nil
                 live.namespace = facts.namespace
+            } else if length > 0 {
+                if let prefix = ListingCache.prefix(shmid: info.shmid)
+                    ?? readPrefix(shmid: info.shmid, size: info.size, length: length)
+                {
+                    facts = SegmentFacts.read(kind: key.kind, prefix: prefix)
+                    live.namespace = facts.namespace
+                } else {
+                    let code = errno
+                    guard stat(shmid: info.shmid) != nil else { continue }  // vanished during the walk
+                    unreadable = "cannot attach segment \(key.hex) to read its header: \(errnoText(code))"
+                }
             }
-            result.append(ScannedSegment(live: live, facts: facts))
+            result.append(ScannedSegment(live: live, facts: facts, unreadable: unreadable))
         }
         for index in result.indices where result[index].live.attachCount > 0 {
             guard let settled = settledAttachCount(shmid: result[index].live.shmid, atMost: 0) else { continue }
             result[index].live.attachCount = settled
         }
-        return result.sorted { $0.live.key < $1.live.key }
+        return Leftovers.markUncommitted(result).sorted { $0.live.key < $1.live.key }
     }
 
     /// The attach count of a segment, ignoring brief attachments. A segment listing (this process's or another

@@ -13,6 +13,9 @@ public struct LiveSegment: Sendable, Codable {
     public var creatorPID: Int32
     /// From the base (offset 1024) and data stages (offset 12); nil for other kinds or when unreadable.
     public var namespace: String?
+    /// The base of its instance and nsid is missing or has version word 0: not usable by asd, an unfinished
+    /// restore's segment (see README, "How a restore commits").
+    public var uncommitted = false
 
     public init(
         key: SegmentKey, shmid: Int32, size: UInt64, attachCount: Int, uid: UInt32, gid: UInt32, mode: UInt32,
@@ -61,8 +64,13 @@ public struct RestoreRequest: Sendable {
     public var directory: String
     public var verify: Bool
     public var threads: Int
+    /// Called once, after every segment is created and before any byte is written, with what is needed to find
+    /// exactly those segments again (`Engine.recoverRestore`). A throw aborts the restore (its segments are removed).
+    public var onCreated: (@Sendable ([CreatedSegment]) throws(EngineError) -> Void)?
     /// Tests set `.mapping` to exercise the path used where the segment's file cannot be opened.
     var segmentAccess = SegmentAccess.automatic
+    /// Tests: called once every segment is filled and detached, before owner, mode and the commit.
+    var afterFill: (@Sendable () -> Void)?
 
     public init(instance: Int, namespaces: [String], directory: String, verify: Bool = true, threads: Int = 0) {
         self.instance = instance
@@ -117,6 +125,8 @@ public struct RestorePlan: Sendable, Codable {
     public var namespaces: [PlannedNamespace]
     public var segments: [PlannedSegment]
     public var totalBytes: UInt64
+    /// Things the restore does differently from what the files say (e.g. owner or mode from the manifest).
+    public var warnings: [String] = []
 }
 
 public struct EngineError: Error, Sendable, CustomStringConvertible, Equatable {
@@ -144,6 +154,10 @@ public struct EngineError: Error, Sendable, CustomStringConvertible, Equatable {
         case io = "IO_ERROR"
         /// Shm calls refused, out of memory, ...
         case system = "SYSTEM_ERROR"
+        /// Another job (this process, another asmtd, the CLI) holds the instance's lock.
+        case instanceBusy = "INSTANCE_BUSY"
+        /// Another backup holds the backup directory's lock (or a restore reads it).
+        case backupBusy = "BACKUP_BUSY"
     }
 
     public var code: Code

@@ -38,6 +38,7 @@ struct APITests {
         let cases: [(String, String)] = [
             ("{", "INVALID_JSON"), ("", "INVALID_JSON"), (#"{"instance":"14"}"#, "INVALID_FIELD"),
             (#"{"instance":14,"namespace":["a"]}"#, "INVALID_FIELD"),
+            (#"{"instance":14,"instance":15}"#, "INVALID_JSON"), (#"{"instance":14,}"#, "INVALID_JSON"),
         ]
         for (body, code) in cases {
             for path in ["/v1/backup", "/v1/restore"] {

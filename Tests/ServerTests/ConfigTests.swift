@@ -17,9 +17,12 @@ struct ConfigTests {
                 namespaces: [test, bar]
             """
         let config = try Config.parse(yaml, file: "/etc/asmtd/asmtd.yml").get()
+        let relative = try Config.parse("service: {runtime-dir: run}\n" + yaml, file: "/etc/asmtd/asmtd.yml").get()
+        #expect(relative.service.runtimeDir == "/etc/asmtd/run")
         #expect(config.service.address == "127.0.0.1")
         #expect(config.service.port == 8080)
         #expect(config.service.stateDir == "/etc/asmtd/var/state")
+        #expect(config.service.runtimeDir == "/run/asmtd")
         #expect(config.service.shutdownTimeoutMs == 30000)
         #expect(config.service.tokenFile == nil)
         #expect(

@@ -130,8 +130,8 @@ final class FakeEngine: JobEngine {
         progress.set(0, .done)
     }
 
-    func isCompleteBackup(directory: String) -> Bool {
-        (try? BackupManifest.load(directory: directory)) != nil
+    func backupEvidence(directory: String) -> BackupEvidence {
+        LiveEngine().backupEvidence(directory: directory)
     }
 
     func recoverRestore(_ record: JobRecord) -> RestoreEvidence {

@@ -32,3 +32,11 @@ struct FileSystemTests {
         #expect(FileSystem.list(directory.path) == ["f.json"])
     }
 }
+
+struct TextTests {
+    @Test func oneTrimForStringsAndSubstrings() {
+        #expect(" \t a b \n".trimmingWhitespace() == "a b")
+        #expect("btime 12 \n".dropFirst(6).trimmingWhitespace() == "12")
+        #expect("  ".trimmingWhitespace() == "")
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import Server
@@ -67,5 +68,76 @@ struct JSONParserTests {
             try BackupSubmission.decode(Array(#"{"instance":0,"instance":1}"#.utf8))
         }
         #expect(throws: APIError.self) { try RestoreSubmission.decode(Array(#"{"instance":0,}"#.utf8)) }
+    }
+}
+
+/// Randomised checks with a fixed seed: what Foundation writes, the parser reads back the same; mutated
+/// bodies give a value or a Failure, never a crash.
+struct JSONParserRandomTests {
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state
+        }
+    }
+
+    static func value(_ g: inout Generator, depth: Int) -> (Any, JSONValue) {
+        switch Int.random(in: 0..<(depth > 3 ? 4 : 6), using: &g) {
+        case 0: return (NSNull(), .null)
+        case 1:
+            let b = Bool.random(using: &g)
+            return (b, .bool(b))
+        case 2:
+            let n = Int.random(in: -1_000_000...1_000_000, using: &g)
+            return (n, .int(n))
+        case 3:
+            let scalars = (0..<Int.random(in: 0...8, using: &g)).map { _ in
+                Unicode.Scalar([0x22, 0x5c, 0x0a, 0x41, 0xe9, 0x1F600, 0x2028, 0x01].randomElement(using: &g)!)!
+            }
+            let s = String(String.UnicodeScalarView(scalars))
+            return (s, .string(s))
+        case 4:
+            let items = (0..<Int.random(in: 0...4, using: &g)).map { _ in value(&g, depth: depth + 1) }
+            return (items.map(\.0), .array(items.map(\.1)))
+        default:
+            var any: [String: Any] = [:]
+            var parsed: [String: JSONValue] = [:]
+            for index in 0..<Int.random(in: 0...4, using: &g) {
+                let (a, p) = value(&g, depth: depth + 1)
+                any["k\(index)"] = a
+                parsed["k\(index)"] = p
+            }
+            return (any, .object(parsed))
+        }
+    }
+
+    @Test func foundationsOutputReadsBackTheSame() throws {
+        var g = Generator(state: 42)
+        for _ in 0..<500 {
+            let (any, expected) = Self.value(&g, depth: 0)
+            let data = try JSONSerialization.data(withJSONObject: any, options: [.fragmentsAllowed])
+            #expect(try JSONParser.parse(Array(data)) == expected, "\(String(decoding: data, as: UTF8.self))")
+        }
+    }
+
+    @Test func mutatedBodiesNeverCrash() throws {
+        var g = Generator(state: 7)
+        var accepted = 0
+        for _ in 0..<3000 {
+            let (any, _) = Self.value(&g, depth: 0)
+            var bytes = Array(try JSONSerialization.data(withJSONObject: any, options: [.fragmentsAllowed]))
+            for _ in 0..<Int.random(in: 1...3, using: &g) where !bytes.isEmpty {
+                let index = Int.random(in: 0..<bytes.count, using: &g)
+                switch Int.random(in: 0..<3, using: &g) {
+                case 0: bytes[index] = UInt8.random(in: 0...255, using: &g)
+                case 1: bytes.remove(at: index)
+                default: bytes.insert(Array(#",:[]{}"\u0-e."#.utf8).randomElement(using: &g)!, at: index)
+                }
+            }
+            if (try? JSONParser.parse(bytes)) != nil { accepted += 1 }
+        }
+        // Some mutations keep the body valid (inside a string), most do not.
+        #expect(accepted > 0 && accepted < 3000)
     }
 }

@@ -17,7 +17,8 @@ final class QueueHarness: Sendable {
     private let deferred = DeferredStarts()
 
     /// `deferStart`: accepted jobs wait for `startDeferred()`, so a test can act between acceptance and start.
-    init(deferStart: Bool = false) throws {
+    /// `retryDelay`: the runner's first wait before writing an unsaved final record again.
+    init(deferStart: Bool = false, retryDelay: Duration = .seconds(3600)) throws {
         let root = try TemporaryDirectory()
         directory = root
         var settings = ServiceSettings()
@@ -40,7 +41,7 @@ final class QueueHarness: Sendable {
                     ended.signal()
                 }
                 if deferStart { deferred.runs.withLock { $0.append(run) } } else { JobRunner.thread(name, run) }
-            })
+            }, retryDelay: retryDelay)
         try queue.recover()
     }
 
@@ -70,6 +71,27 @@ final class QueueHarness: Sendable {
     func onDisk(_ id: String) -> JobRecord? {
         guard let data = FileManager.default.contents(atPath: queue.store.path(of: id)) else { return nil }
         return try? JSONDecoder().decode(JobRecord.self, from: data)
+    }
+
+    /// The record as left in the broken jobs directory.
+    func savedOnDisk(_ id: String) -> JobRecord? {
+        guard let data = FileManager.default.contents(atPath: jobsDirectory + ".saved/\(id).json") else { return nil }
+        return try? JSONDecoder().decode(JobRecord.self, from: data)
+    }
+
+    /// A restore of backup "b1" whose final record cannot be written: it ran to the end, the disk says running.
+    func restoreWithUnsavedFinalRecord() async throws -> String {
+        try makeBackup("b1")
+        engine.holdRuns()
+        let id = try accepted(try await restore(backup: "b1"))
+        #expect(await engine.runStarted.wait())
+        try breakStateDir()
+        engine.release.signal()
+        #expect(await ended.wait())
+        #expect(queue.job(id)?.state == .success)
+        #expect(savedOnDisk(id)?.state == .running)
+        #expect(queue.unsavedJobs == [id])
+        return id
     }
 
     /// A complete backup `id` of instance 14 (manifest holding "x").
@@ -212,7 +234,7 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         let job = try #require(h.queue.job(id))
         #expect(job.state == .canceled)
         #expect(job.error == JobErrorRecord(code: "CANCELED", message: "canceled before it started"))
-        #expect(job.segments.map(\.state) == ["canceled"])
+        #expect(job.segments.map(\.state) == [.canceled])
         #expect(h.engine.calls.backup == 0)
         #expect(h.onDisk(id)?.state == .canceled)
         #expect(throws: APIError(.jobFinished, "job \(id) already finished (canceled)")) { try h.queue.cancel(id) }
@@ -274,7 +296,7 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         let job = try #require(h.queue.job(id))
         #expect(job.state == .failure)
         #expect(job.error == JobErrorRecord(code: "SERVER_RUNNING", message: "0xae0e1000 is attached"))
-        #expect(job.segments.map(\.state) == ["failed"])
+        #expect(job.segments.map(\.state) == [.failed])
         #expect(FileSystem.kind(job.path) == .missing)
         #expect(h.onDisk(id) == job)
     }
@@ -318,6 +340,22 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         #expect(h.queue.user(ofBackup: "b1") == nil)
     }
 
+    @Test func aJournalEntryIsOnDiskBeforeTheJobGoesOn() async throws {
+        let h = try QueueHarness()
+        h.engine.holdRuns()
+        let id = try h.accepted(try await h.backup())
+        #expect(await h.engine.runStarted.wait())
+        try h.queue.runner.journal(id) { $0.segments[0].file = "journaled" }
+        #expect(h.onDisk(id)?.segments.map(\.file) == ["journaled"])
+        #expect(h.queue.job(id)?.segments.map(\.file) == ["journaled"])
+        try h.breakStateDir()
+        #expect(throws: FileSystemError.self) { try h.queue.runner.journal(id) { $0.segments[0].file = "lost" } }
+        #expect(h.queue.job(id)?.segments.map(\.file) == ["journaled"])
+        try h.repairStateDir()
+        h.engine.release.signal()
+        #expect(await h.ended.wait())
+    }
+
     @Test func recoveryDecidesOnTheEvidence() async throws {
         let h = try QueueHarness()
         let request = JobRequest(instance: 14, namespaces: ["x"], compress: nil, verify: true, threads: 0)
@@ -329,14 +367,18 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
                 segments: [
                     SegmentRecord(
                         key: "0xae0e1000", kind: "pi-base", namespace: "x", size: 4096, file: "ae0e1000.dat",
-                        compressed: false, state: "running")
+                        compressed: false, state: .running)
                 ], error: nil)
         }
         try h.makeBackup("complete")
         try FileManager.default.createDirectory(
             atPath: h.config.instances[0].backupPath + "/partial", withIntermediateDirectories: false)
+        let invalid = h.config.instances[0].backupPath + "/invalid"
+        try FileManager.default.createDirectory(atPath: invalid, withIntermediateDirectories: false)
+        #expect(FileManager.default.createFile(atPath: invalid + "/asmtd-manifest.json", contents: Data("{".utf8)))
         let records = [
             record("j1", .backup, backup: "complete"), record("j2", .backup, backup: "partial"),
+            record("j6", .backup, backup: "invalid"),
             record("j3", .restore, backup: "complete"), record("j4", .restore, backup: "complete"),
             record("j5", .restore, backup: "complete"),
         ]
@@ -353,16 +395,95 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         #expect(j["j2"]?.state == .failure && j["j2"]?.error?.code == "INTERRUPTED")
         #expect(j["j2"]?.error?.message.contains("incomplete backup directory") == true)
         #expect(FileSystem.kind(h.config.instances[0].backupPath + "/partial") == .missing)
+        // A manifest that cannot be read proves nothing: the directory stays.
+        #expect(j["j6"]?.state == .failure)
+        #expect(j["j6"]?.error?.message.contains("was left in place: manifest") == true, "\(j["j6"]?.error)")
+        #expect(FileSystem.kind(invalid) == .directory)
         #expect(j["j3"]?.state == .success)
         #expect(j["j4"]?.state == .failure)
         #expect(
             j["j4"]?.error?.message
                 == "pid 99999 stopped while the job was running; removed 2 segment(s) it had created; "
                 + "1 attached segment(s) could not be removed: 0xae0e1001")
-        #expect(j["j4"]?.segments.map(\.state) == ["failed"])
+        #expect(j["j4"]?.segments.map(\.state) == [.failed])
         #expect(j["j5"]?.error?.message.hasSuffix("it had not started creating segments") == true)
         // Settled on disk too.
         #expect(restarted.store.loadAll().records.allSatisfy { $0.state.isFinished })
+    }
+}
+
+@Suite struct UnsavedRecordTests {
+    @Test func anUnsavedFinalRecordIsReportedAndWrittenBeforeTheNextJob() async throws {
+        let h = try QueueHarness()
+        let id = try await h.restoreWithUnsavedFinalRecord()
+        let api = API(config: h.config, jobs: h.queue, metrics: Metrics(version: "t"))
+        let ready = await api.ready()
+        let checks = try #require(
+            (try JSONSerialization.jsonObject(with: Data(ready.body)) as? [String: Any])?["checks"] as? [[String: Any]])
+        let check = try #require(checks.first { $0["name"] as? String == "job-records" })
+        #expect(ready.status == 503)
+        #expect(check["ok"] as? Bool == false)
+        #expect(check["message"] as? String == "final record not on disk yet for job(s) \(id)")
+
+        h.engine.holdRuns(false)
+        let refused = await apiError { () throws(APIError) in try await h.backup(15) }
+        #expect(refused?.code == .io)
+        #expect(refused?.message.contains(id) == true)
+        try h.repairStateDir()
+        _ = try h.accepted(try await h.backup(15))
+        #expect(h.onDisk(id)?.state == .success)
+        #expect(h.queue.unsavedJobs.isEmpty)
+        #expect(await h.ended.wait())
+    }
+
+    @Test func theRunnerWritesItAgainOnItsOwn() async throws {
+        let h = try QueueHarness(retryDelay: .milliseconds(20))
+        let id = try await h.restoreWithUnsavedFinalRecord()
+        try h.repairStateDir()
+        // Bounded wait for the retrying thread (20 ms, 40 ms, ...), not a sleep standing in for a signal.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while (h.onDisk(id)?.state != .success || !h.queue.unsavedJobs.isEmpty) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(h.onDisk(id)?.state == .success)
+        #expect(h.queue.unsavedJobs.isEmpty)
+        h.queue.stopAccepting()
+    }
+
+    @Test func drainMakesTheLastAttempt() async throws {
+        let h = try QueueHarness()
+        let id = try await h.restoreWithUnsavedFinalRecord()
+        try h.repairStateDir()
+        h.queue.stopAccepting()
+        await h.queue.drain(timeout: .seconds(1))
+        #expect(h.onDisk(id)?.state == .success)
+    }
+
+    /// The disk says running after the job succeeded: a restart settles it on the engine's evidence only.
+    @Test(arguments: [
+        (RestoreEvidence.committed, JobState.success),
+        (RestoreEvidence.removed(count: 1, stuck: []), JobState.failure),
+    ])
+    func aRestartDecidesOnTheEngineEvidence(evidence: RestoreEvidence, expected: JobState) async throws {
+        let h = try QueueHarness()
+        let id = try await h.restoreWithUnsavedFinalRecord()
+        defer { h.queue.stopAccepting() }
+        // The next process: same backups, the state dir as the crash left it.
+        let state = try TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: state.path + "/jobs", withIntermediateDirectories: false)
+        try FileManager.default.copyItem(
+            atPath: h.jobsDirectory + ".saved/\(id).json", toPath: state.path + "/jobs/\(id).json")
+        var config = h.config
+        config.service.stateDir = state.path
+        h.engine.answerRecovery(evidence, for: id)
+        let restarted = JobQueue(
+            config: config, metrics: Metrics(version: "t"), logger: Logger(label: "t"), engine: h.engine)
+        try restarted.recover()
+        #expect(h.engine.calls.recoverRestore == [id])
+        let job = try #require(restarted.job(id))
+        #expect(job.state == expected)
+        #expect(job.error?.code == (expected == .success ? nil : "INTERRUPTED"))
+        #expect(restarted.store.loadAll().records.first?.state == expected)
     }
 }
 
@@ -381,5 +502,32 @@ func apiError(_ body: () async throws(APIError) -> Submission) async -> APIError
         #expect(registry.user(ofBackup: "x") == "a")
         registry.releaseBackup("x", for: "a")
         #expect(registry.user(ofBackup: "x") == nil)
+    }
+
+    func record(_ id: String) -> JobRecord {
+        JobRecord(
+            id: id, type: .backup, state: .queued,
+            request: JobRequest(instance: 1, namespaces: ["x"], compress: nil, verify: true, threads: 0),
+            backup: id, path: "/nowhere/\(id)", created: 1, started: nil, finished: nil, pid: nil,
+            progress: ProgressRecord(), segments: [], error: nil)
+    }
+
+    @Test func idleIsSignalledWhenTheLastJobEnds() async throws {
+        let registry = JobRegistry()
+        #expect(await registry.idle(within: .seconds(60)))
+        #expect(await registry.idle(within: .zero))
+        try registry.admit(record("a"))
+        try registry.admit(record("b"))
+        #expect(await !registry.idle(within: .milliseconds(20)))
+        let waiting = Task { await registry.idle(within: .seconds(60)) }
+        registry.finish(record("a"), saved: true)
+        registry.withdraw(record("b"))
+        #expect(await waiting.value)
+        // A canceled wait returns at once, whatever the jobs do.
+        try registry.admit(record("c"))
+        let canceled = Task { await registry.waitUntilIdle() }
+        canceled.cancel()
+        await canceled.value
+        #expect(registry.activeCount == 1)
     }
 }

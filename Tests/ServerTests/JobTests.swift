@@ -176,16 +176,28 @@ extension ShmTests {
                 backup: "20260101-000000-00000001", path: backupPath + "/20260101-000000-00000001", created: 1,
                 started: 2,
                 finished: nil, pid: 99999, progress: ProgressRecord(), segments: [], error: nil)
-            // A restore "by this process" that created the segments: recovery must remove exactly those.
-            let restore = JobRecord(
+            // A restore that created the segments and had not committed (base version word 0): recovery must
+            // remove exactly those, whatever pid the record holds.
+            let live = try segments.live()
+            let base = try #require(live.first { $0.key.kind == .base })
+            let address = try #require(shmat(base.shmid, nil, 0))
+            address.storeBytes(of: UInt64(0), as: UInt64.self)
+            shmdt(address)
+            let created = live.map { segment in
+                var info = shmid_ds()
+                shmctl(segment.shmid, IPC_STAT, &info)
+                return CreatedSegment(key: segment.key.hex, shmid: segment.shmid, ctime: Int64(info.shm_ctime))
+            }
+            var restore = JobRecord(
                 id: "20260101-000000-00000002", type: .restore, state: .running, request: request,
-                backup: "x", path: backupPath + "/x", created: 3, started: 4, finished: nil, pid: getpid(),
+                backup: "x", path: backupPath + "/x", created: 3, started: 4, finished: nil, pid: 99999,
                 progress: ProgressRecord(),
                 segments: try segments.live().map {
                     SegmentRecord(
                         key: $0.key.hex, kind: $0.key.kind.rawValue, namespace: "srv-recover", size: $0.size, file: "",
-                        compressed: false, state: "done")
+                        compressed: false, state: .done)
                 }, error: nil)
+            restore.createdSegments = created
             try store.save(backup)
             try store.save(restore)
 

@@ -19,9 +19,15 @@ final class AsmtdProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var log = ""
 
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
+    /// `environment` is added to this process's; `openFiles` runs it under `prlimit --nofile=N:N`.
+    init(_ arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil) throws {
+        if let openFiles {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--nofile=\(openFiles):\(openFiles)", Self.binary] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.binary)
+            process.arguments = arguments
+        }
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
@@ -57,6 +63,15 @@ final class AsmtdProcess: @unchecked Sendable {
         return process.isRunning ? nil : process.terminationStatus
     }
 
+    /// Blocks until the process exits and its output is read to the end; returns the exit status.
+    func waitAndDrain() -> Int32 {
+        process.waitUntilExit()
+        output.fileHandleForReading.readabilityHandler = nil
+        let rest = output.fileHandleForReading.readDataToEndOfFile()
+        lock.withLock { log += String(decoding: rest, as: UTF8.self) }
+        return process.terminationStatus
+    }
+
     func signal(_ number: Int32) {
         if process.isRunning { kill(process.processIdentifier, number) }
     }
@@ -82,6 +97,7 @@ extension ShmTests {
                 service:
                   http: {port: 0}
                   state-dir: state
+                  runtime-dir: run
                   shutdown-timeout: 10000
                 \(extra)
                 instances:

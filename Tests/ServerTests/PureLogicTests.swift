@@ -222,7 +222,7 @@ struct JobStoreTests {
             segments: [
                 SegmentRecord(
                     key: "0xae021000", kind: "pi-base", namespace: "a", size: 4096, file: "ae021000.dat",
-                    compressed: false, state: "done")
+                    compressed: false, state: .done)
             ], error: nil)
         try store.save(record)
         #expect(FileManager.default.createFile(atPath: store.directory + "/x.json.tmp-1-2", contents: Data("{".utf8)))

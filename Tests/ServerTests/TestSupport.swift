@@ -121,6 +121,7 @@ final class TestServer: @unchecked Sendable {
             service:
               http: {port: 0, max-body: \(maxBody)}
             \(auth)  state-dir: state
+              runtime-dir: run
               shutdown-timeout: \(shutdownTimeoutMs)
             instances:
               - instance: \(instance)

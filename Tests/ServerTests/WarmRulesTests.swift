@@ -25,7 +25,8 @@ struct FreshnessRulesTests {
 
     static func track(_ segments: [SegmentEvidence] = backedUp) -> NamespaceTrack {
         FreshnessRules.start(
-            name: "test", nsid: 1, evidence: BackupEvidence(bootID: boot, observed: 200, pid: me, segments: segments))
+            name: "test", nsid: 1, evidence: FreshnessEvidence(bootID: boot, observed: 200, pid: me, segments: segments)
+        )
     }
 
     static func watch(

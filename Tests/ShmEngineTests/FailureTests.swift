@@ -213,14 +213,17 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
     }
 
     /// A segment listing attaches base and data segments for a moment to read their names; a listing running at
-    /// the same time as a backup (another request, another asmtd) must not read as a running server.
+    /// the same time as planning (another request, another asmtd) must not read as a running server, nor a listing
+    /// of this process during the run.
     @Test func briefAttachmentsAreNotARunningServer() throws {
         let spec = small("flicker", 28, stageSize: 64 << 10)
         try Fixture.withSegments(instance: 13, spec) { created in
             try Fixture.withTemporaryDirectory { temp in
                 let flickering = created.filter { $0.key.kind == .base || $0.key.kind == .dataStage }
                 let stop = CancellationToken()
+                let exited = DispatchSemaphore(value: 0)
                 let flicker = Thread {
+                    defer { exited.signal() }
                     while !stop.isCancelled {
                         for segment in flickering {
                             guard
@@ -237,6 +240,16 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
                 defer { stop.cancel() }
                 let request = BackupRequest(instance: 13, namespaces: ["flicker"], directory: temp + "/b")
                 for _ in 0..<5 { _ = try Engine.planBackup(request) }
+                stop.cancel()
+                exited.wait()
+                // During the run, this process's own listings (the service's GET /v1/segments) read the prefixes the
+                // backup cached instead of attaching: the end-of-backup attach check does not take them for a server.
+                let listingsDone = CancellationToken()
+                let listings = Thread {
+                    while !listingsDone.isCancelled { _ = try? SharedMemory.segments(instance: 13) }
+                }
+                listings.start()
+                defer { listingsDone.cancel() }
                 let manifest = try Engine.backup(
                     try Engine.planBackup(request), request: request, progress: JobProgress(),
                     cancellation: CancellationToken())

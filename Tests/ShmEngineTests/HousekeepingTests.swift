@@ -5,23 +5,6 @@ import Testing
 @testable import ShmEngine
 
 @Suite struct HousekeepingTests {
-    /// Crash recovery removes only unattached segments created by the given process.
-    @Test func removeSegmentsOnlyTakesUnattachedOnesOfThatCreator() throws {
-        let spec = SyntheticNamespace(name: "recover", nsid: 14, primaryStages: 2, stageSize: 64 << 10, seed: 14)
-        try Fixture.withSegments(instance: 13, spec) { created in
-            let keys = created.map(\.key)
-            #expect(Engine.removeSegments(keys, createdBy: getpid() &+ 1).isEmpty)
-            let treex = try #require(created.first { $0.key.kind == .treex })
-            let attachment = try SharedMemory.attach(
-                shmid: treex.shmid, key: treex.key, size: treex.size, readOnly: true)
-            defer { SharedMemory.detach(attachment) }
-            let removed = Engine.removeSegments(keys, createdBy: getpid())
-            #expect(Set(removed) == Set(keys).subtracting([treex.key]))
-            let left = try Fixture.live(instance: 13, nsid: 14, name: "recover")
-            #expect(left.map(\.key) == [treex.key])
-        }
-    }
-
     /// `asmtd demo remove` relies on this: only marked, unattached segments of that namespace are found.
     @Test func syntheticFindIgnoresForeignAndAttachedSegments() throws {
         let spec = SyntheticNamespace(name: "demo-find", nsid: 15, primaryStages: 2, stageSize: 64 << 10, seed: 15)

@@ -61,6 +61,25 @@ private func key(_ kind: SegmentKind, _ stage: Int = 0, nsid: Int = 4) -> Segmen
         #expect(result.segments.contains { $0.key == key(.dataStage, 1) })
     }
 
+    /// A data or base segment whose header cannot be read might belong to the namespace: an error, never skipped.
+    @Test func unreadableHeadersAreErrorsNotSkipped() throws {
+        for kind in [SegmentKind.dataStage, .base, .meta] {
+            var segments = described(spec)
+            let index = try #require(segments.firstIndex { $0.live.key.kind == kind })
+            segments[index].facts = SegmentFacts()
+            segments[index].live.namespace = nil
+            segments[index].unreadable = "cannot attach segment \(segments[index].live.key.hex) to read its header"
+            Fixture.expectCode(.system) { _ = try plan(segments) }
+        }
+        // Another nsid's unreadable meta does not concern this namespace.
+        var other = SyntheticNamespace(name: "other", nsid: 5)
+        other.secondaryStages = 1
+        var segments = described(spec) + described(other)
+        let meta = try #require(segments.firstIndex { $0.live.key.kind == .meta && $0.live.key.nsid == 5 })
+        segments[meta].unreadable = "unreadable"
+        #expect(try plan(segments).segments.count == described(spec).count)
+    }
+
     @Test func refusesBadRequests() {
         Fixture.expectCode(.invalidRequest) { _ = try plan(described(spec), instance: 16) }
         Fixture.expectCode(.invalidRequest) { _ = try plan(described(spec), names: []) }
@@ -249,6 +268,9 @@ private func restorePlan(
             segments: entries)
         let checked = try restorePlan(files, manifest: manifest)
         #expect(checked.segments.allSatisfy { $0.crc32 == 42 })
+        // The manifest decides owner, group and mode; each file that disagrees is reported.
+        #expect(checked.segments.allSatisfy { $0.uid == 1 && $0.gid == 1 && $0.mode == 0o600 })
+        #expect(checked.warnings.count == checked.segments.count)
         var shorter = files
         shorter[2].fileSize -= 1
         Fixture.expectCode(.invalidBackup) { _ = try restorePlan(shorter, manifest: manifest) }

@@ -50,7 +50,12 @@ enum Fixture {
 
     /// Removes segments with these keys that this process created (restored ones), after a test.
     static func removeRestored(_ keys: [SegmentKey]) {
-        _ = Engine.removeSegments(keys, createdBy: getpid())
+        for key in keys {
+            guard let shmid = SharedMemory.lookup(key), let info = SharedMemory.stat(shmid: shmid),
+                info.cpid == getpid()
+            else { continue }
+            SharedMemory.remove(shmid: shmid)
+        }
     }
 
     /// Live segments of an instance+nsid, plus data stages named `name`.

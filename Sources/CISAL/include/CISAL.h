@@ -52,6 +52,9 @@ typedef struct {
     uint32_t uid, gid, mode, cuid, cgid;
     int32_t cpid;
     int64_t ctime;
+    /* Last shmat/shmdt: its pid (as this process's PID namespace sees it) and times. */
+    int32_t lpid;
+    int64_t atime, dtime;
 } cisal_shm_info;
 
 /* Highest used index in the kernel's segment table (SHM_INFO), or -1 with errno. */
@@ -71,6 +74,8 @@ void *cisal_shm_attach(int shmid, int readonly);
 int cisal_shm_detach(const void *addr);
 /* Populates (prefaults) pages of a writable mapping; falls back to touching one byte per page. */
 void cisal_prefault_write(void *addr, uint64_t len);
+/* renameat2(RENAME_NOREPLACE) between two paths: 0, or -1 with errno (EEXIST; EINVAL where unsupported). */
+int cisal_rename_noreplace(const char *from, const char *to);
 /* Flag values for cisal_shm_get. */
 int cisal_ipc_creat(void);
 int cisal_ipc_excl(void);

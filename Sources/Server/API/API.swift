@@ -242,9 +242,11 @@ struct API: Sendable {
         var gid: UInt32
         var mode: String
         var creatorPID: Int32
+        /// The base of its instance and nsid is missing or has version word 0 (an unfinished restore's).
+        var uncommitted: Bool
 
         enum CodingKeys: String, CodingKey {
-            case key, kind, instance, nsid, stage, namespace, size, shmid, attached, uid, gid, mode
+            case key, kind, instance, nsid, stage, namespace, size, shmid, attached, uid, gid, mode, uncommitted
             case creatorPID = "creator-pid"
         }
 
@@ -262,6 +264,7 @@ struct API: Sendable {
             gid = s.gid
             mode = "0" + String(s.mode, radix: 8)
             creatorPID = s.creatorPID
+            uncommitted = s.uncommitted
         }
     }
 
@@ -309,6 +312,13 @@ struct API: Sendable {
         let stateOK = FileSystem.isWritableDirectory(state) && FileSystem.isWritableDirectory(jobs.store.directory)
         checks.append(
             Check(name: "state-dir", ok: stateOK, message: stateOK ? "\(state) writable" : "\(state) not writable"))
+        let unsaved = jobs.unsavedJobs
+        checks.append(
+            Check(
+                name: "job-records", ok: unsaved.isEmpty,
+                message: unsaved.isEmpty
+                    ? "every record on disk"
+                    : "final record not on disk yet for job(s) \(unsaved.joined(separator: ", "))"))
         for instance in config.instances {
             let ok = FileSystem.isWritableDirectory(instance.backupPath)
             checks.append(

@@ -17,6 +17,8 @@ extension APIError {
             case .canceled: .canceled
             case .io: .io
             case .system: .system
+            case .instanceBusy: .instanceBusy
+            case .backupBusy: .backupBusy
             }
         self.init(code, error.message)
     }

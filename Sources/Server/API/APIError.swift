@@ -16,6 +16,7 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case backupInUse = "BACKUP_IN_USE"
         case backupStale = "BACKUP_STALE"
         case insufficientStorage = "INSUFFICIENT_STORAGE"
+        case backupBusy = "BACKUP_BUSY"
         case unknownInstance = "UNKNOWN_INSTANCE"
         case unknownNamespace = "UNKNOWN_NAMESPACE"
         case namespaceNotFound = "NAMESPACE_NOT_FOUND"
@@ -39,7 +40,8 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
             case .invalidJSON, .invalidField, .invalidQuery: 400
             case .unauthorized: 401
             case .notFound, .jobNotFound, .backupNotFound: 404
-            case .instanceBusy, .serverRunning, .segmentsExist, .filesExist, .jobFinished, .backupInUse, .backupStale:
+            case .instanceBusy, .serverRunning, .segmentsExist, .filesExist, .jobFinished, .backupInUse,
+                .backupBusy, .backupStale:
                 409
             case .unknownInstance, .unknownNamespace, .namespaceNotFound, .noCompleteBackup, .backupIncomplete,
                 .uncleanShutdown, .invalidSegments, .invalidBackup, .verifyFailed, .invalidRequest:

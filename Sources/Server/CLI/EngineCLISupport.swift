@@ -56,10 +56,25 @@ enum EngineCLI {
         return try await blocking(body)
     }
 
+    /// The instance's lock for a CLI job (runtime directory from `ASMTD_RUNTIME_DIR`, else /run/asmtd): the
+    /// service and other asmtd commands then refuse the instance with INSTANCE_BUSY until this job ends.
+    static func lockInstance(_ instance: Int, job: String) throws(EngineError) -> InstanceLock {
+        try InstanceLock.acquire(instance: instance, holder: "asmtd \(job) (CLI)")
+    }
+
     /// Prints one error line and returns the exit code to throw.
     static func fail(_ error: EngineError) -> ExitCode {
         FileHandle.standardError.write(Data("asmtd: error: \(error.code.rawValue): \(error.message)\n".utf8))
-        return ExitCode(error.code == .canceled ? 130 : 1)
+        switch error.code {
+        case .canceled: return ExitCode(130)
+        // EX_TEMPFAIL: another job holds the instance or the directory; retrying later can succeed.
+        case .instanceBusy, .backupBusy: return ExitCode(75)
+        default: return ExitCode(1)
+        }
+    }
+
+    static func warn(_ warnings: [String]) {
+        for warning in warnings { FileHandle.standardError.write(Data("asmtd: warning: \(warning)\n".utf8)) }
     }
 
     static func fail(message: String) -> ExitCode {
@@ -94,7 +109,7 @@ enum EngineCLI {
             let line = row.enumerated().map { index, cell in
                 cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
-            print(line.trimmingCharacters(in: .whitespaces))
+            print(line.trimmingWhitespace())
         }
     }
 

@@ -1,8 +1,9 @@
 import ArgumentParser
 import Foundation
 import ShmEngine
+import Synchronization
 
-// Owned by the ShmEngine work (issue 2): local commands that run the engine without the server.
+// Local commands that run the engine without the service: analyze, backup, restore, segments, demo.
 
 struct EngineJobOptions: ParsableArguments {
     @Option(help: "Aerospike instance (0..15).")
@@ -47,6 +48,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
                         instance: options.instance, namespaces: options.namespaces, directory: options.path,
                         threads: options.threads)
                     let plan = try Engine.planRestore(request)
+                    EngineCLI.warn(plan.warnings)
                     return (plan.instance, plan.directory, plan.segments, plan.totalBytes, EngineCLI.json(plan))
                 }
                 let request = BackupRequest(
@@ -92,6 +94,8 @@ struct BackupCommand: AsyncParsableCommand {
         do {
             manifest = try await EngineCLI.withProgress("backup", progress: progress, token: token) {
                 () throws(EngineError) in
+                let lock = try EngineCLI.lockInstance(request.instance, job: "backup to \(request.directory)")
+                defer { lock.release() }
                 let plan = try Engine.planBackup(request)
                 return try Engine.backup(plan, request: request, progress: progress, cancellation: token)
             }
@@ -124,23 +128,39 @@ struct RestoreCommand: AsyncParsableCommand {
             FileHandle.standardError.write(
                 Data("asmtd: note: --compress is not needed: restore decides per file\n".utf8))
         }
-        let request = RestoreRequest(
+        var request = RestoreRequest(
             instance: options.instance, namespaces: options.namespaces, directory: options.path, verify: verify,
             threads: options.threads)
+        // The journal names exactly the segments this restore creates, for `asmtd cleanup` after a kill.
+        let journaled = Mutex(false)
+        let journal = RestoreJournal(
+            instance: request.instance, namespaces: request.namespaces, directory: request.directory, created: [])
+        request.onCreated = { created throws(EngineError) in
+            var entry = journal
+            entry.created = created
+            try entry.save()
+            journaled.withLock { $0 = true }
+        }
         let progress = JobProgress()
         let token = CancellationToken()
         let started = Date()
         let plan: RestorePlan
         do {
             plan = try await EngineCLI.withProgress("restore", progress: progress, token: token) {
-                () throws(EngineError) in
+                [request] () throws(EngineError) in
+                let lock = try EngineCLI.lockInstance(request.instance, job: "restore from \(request.directory)")
+                defer { lock.release() }
                 let plan = try Engine.planRestore(request)
+                EngineCLI.warn(plan.warnings)
                 try Engine.restore(plan, request: request, progress: progress, cancellation: token)
                 return plan
             }
         } catch {
+            // A failed restore removed what it created: the journal has nothing left to name.
+            if journaled.withLock({ $0 }) { RestoreJournal.remove(instance: journal.instance) }
             throw EngineCLI.fail(error)
         }
+        if journaled.withLock({ $0 }) { RestoreJournal.remove(instance: journal.instance) }
         print(
             "restored \(plan.segments.count) segments (\(EngineCLI.bytes(plan.totalBytes))) from \(request.directory) "
                 + "in \(EngineCLI.elapsed(since: started)), " + EngineCLI.rate(plan.totalBytes, since: started)
@@ -175,12 +195,12 @@ struct SegmentsCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(EngineCLI.json(segments))
             return
         }
-        var rows = [["KEY", "SHMID", "KIND", "NAMESPACE", "SIZE", "ATTACHED", "OWNER", "MODE"]]
+        var rows = [["KEY", "SHMID", "KIND", "NAMESPACE", "SIZE", "ATTACHED", "OWNER", "MODE", "STATE"]]
         for segment in segments {
             rows.append([
                 segment.key.hex, String(segment.shmid), segment.key.kind.rawValue, segment.namespace ?? "-",
                 String(segment.size), String(segment.attachCount), "\(segment.uid):\(segment.gid)",
-                "0" + String(segment.mode, radix: 8),
+                "0" + String(segment.mode, radix: 8), segment.uncommitted ? "uncommitted" : "committed",
             ])
         }
         EngineCLI.printTable(rows)

@@ -3,8 +3,6 @@ import Dispatch
 import Foundation
 import Logging
 
-// Owned by the service work (issue 4).
-
 /// EX_CONFIG from sysexits.h: systemd's RestartPreventExitStatus=78 stops a restart loop on a bad config.
 let exitConfigError: Int32 = 78
 

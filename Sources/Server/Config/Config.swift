@@ -1,3 +1,5 @@
+import ShmEngine
+
 /// Log levels accepted in `service.logger.level` (ABS names; TRACE is DEBUG, WARNING is WARN).
 enum LogLevelSetting: String, Sendable, CaseIterable {
     case trace = "TRACE", debug = "DEBUG", info = "INFO", warn = "WARN", warning = "WARNING", error = "ERROR"
@@ -44,6 +46,8 @@ struct ServiceSettings: Sendable, Equatable {
     var logLevel = LogLevelSetting.info
     var logFormat = LogFormatSetting.plain
     var stateDir = ""
+    /// Where the per-instance lock files live (`InstanceLock`), shared with the CLI's jobs.
+    var runtimeDir = InstanceLock.defaultRuntimeDirectory
     var jobsKept = 1000
     var shutdownTimeoutMs = 30000
     /// Milliseconds between two looks at the kernel's segment table (freshness of backups).

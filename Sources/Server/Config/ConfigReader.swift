@@ -29,7 +29,9 @@ struct ConfigReader {
     }
 
     mutating func readService(_ node: YAMLNode, into service: inout ServiceSettings) {
-        let known = ["http", "auth", "logger", "state-dir", "jobs-kept", "shutdown-timeout", "watch-interval"]
+        let known = [
+            "http", "auth", "logger", "state-dir", "runtime-dir", "jobs-kept", "shutdown-timeout", "watch-interval",
+        ]
         guard let map = fields(node, "service", known: known) else { return }
         if let http = map["http"] {
             let keys = ["address", "port", "timeout", "idle-timeout", "max-connections", "max-body"]
@@ -80,6 +82,10 @@ struct ConfigReader {
         if let v = map["state-dir"], let s = nonEmptyString(v, "service.state-dir") {
             service.stateDir = Paths.resolve(s, against: baseDirectory)
             lines["service.state-dir"] = v.line
+        }
+        if let v = map["runtime-dir"], let s = nonEmptyString(v, "service.runtime-dir") {
+            service.runtimeDir = Paths.resolve(s, against: baseDirectory)
+            lines["service.runtime-dir"] = v.line
         }
         if let v = map["jobs-kept"], let n = int(v, "service.jobs-kept", 1...1_000_000) { service.jobsKept = n }
         if let v = map["shutdown-timeout"], let n = int(v, "service.shutdown-timeout", 0...86_400_000) {

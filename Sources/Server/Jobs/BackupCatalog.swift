@@ -1,13 +1,17 @@
 import ShmEngine
 
+/// complete (has the manifest), incomplete (no manifest), invalid (unreadable manifest).
+enum BackupState: String, Sendable, Encodable {
+    case complete, incomplete, invalid
+}
+
 /// One backup directory as the API shows it.
 struct BackupInfo: Sendable, Encodable {
     var id: String
     var instance: Int
     var path: String
-    /// complete (has the manifest), incomplete (no manifest), invalid (unreadable manifest).
-    var state: String
-    var complete: Bool { state == "complete" }
+    var state: BackupState
+    var complete: Bool { state == .complete }
     var created: String
     var namespaces: [String]
     var segments: Int
@@ -62,12 +66,12 @@ enum BackupCatalog {
         guard Paths.isSafeName(id), FileSystem.kind(path) == .directory else { return nil }
         let files = FileSystem.sizeOfFiles(in: path)
         var info = BackupInfo(
-            id: id, instance: instance.instance, path: path, state: "incomplete", created: "", namespaces: [],
+            id: id, instance: instance.instance, path: path, state: .incomplete, created: "", namespaces: [],
             segments: 0, bytes: 0, fileBytes: files.bytes, compressed: false, toolVersion: nil, host: nil, error: nil,
             usedBy: nil)
         do {
             if let manifest = try BackupManifest.load(directory: path) {
-                info.state = "complete"
+                info.state = .complete
                 info.created = manifest.created
                 info.namespaces = manifest.namespaces.map(\.name)
                 info.segments = manifest.segments.count
@@ -77,7 +81,7 @@ enum BackupCatalog {
                 info.host = manifest.host
             }
         } catch {
-            info.state = "invalid"
+            info.state = .invalid
             info.error = error.message
         }
         return info

@@ -15,11 +15,25 @@ protocol JobEngine: Sendable {
         _ plan: RestorePlan, request: RestoreRequest, progress: JobProgress, cancellation: CancellationToken
     ) throws(EngineError)
 
+    /// The host-wide lock of an instance (`InstanceLock`), held by the queue from a job's acceptance to its end so
+    /// that CLI jobs and the service exclude each other; `.instanceBusy` when another process holds it.
+    func lockInstance(_ instance: Int, runtimeDirectory: String, job: String) throws(EngineError) -> InstanceLock?
+
     /// Whether `directory` holds a complete backup (its manifest is there and reads).
-    func isCompleteBackup(directory: String) -> Bool
+    func backupEvidence(directory: String) -> BackupEvidence
     /// Start-up recovery of a restore whose record was left unfinished: what is left of the segments the job
     /// created, after removing those that are not committed.
     func recoverRestore(_ record: JobRecord) -> RestoreEvidence
+}
+
+/// What a backup directory says of the backup written into it.
+enum BackupEvidence: Sendable, Equatable {
+    /// The manifest is there and reads: the backup is complete.
+    case complete
+    /// No manifest: unfinished, its files may go.
+    case incomplete
+    /// The manifest cannot be read (I/O error, invalid): nothing may be concluded, nothing removed.
+    case unreadable(String)
 }
 
 /// What the engine found of an unfinished restore at start-up.
@@ -30,10 +44,24 @@ enum RestoreEvidence: Sendable, Equatable {
     case removed(count: Int, stuck: [String])
     /// The record names no segment the job created: it had not started creating them.
     case nothingCreated
+    /// The base is committed but the segments cannot be shown to be the backup's: left in place, never removed.
+    case kept(reason: String)
+}
+
+extension JobEngine {
+    /// Fakes take no host lock.
+    func lockInstance(_ instance: Int, runtimeDirectory: String, job: String) throws(EngineError) -> InstanceLock? {
+        nil
+    }
 }
 
 /// The engine on this host's shared memory and file systems.
 struct LiveEngine: JobEngine {
+    func lockInstance(_ instance: Int, runtimeDirectory: String, job: String) throws(EngineError) -> InstanceLock? {
+        try InstanceLock.acquire(
+            instance: instance, runtimeDirectory: runtimeDirectory, holder: "asmtd service job \(job)")
+    }
+
     func planBackup(_ request: BackupRequest) throws(EngineError) -> BackupPlan {
         try Engine.planBackup(request)
     }
@@ -54,17 +82,27 @@ struct LiveEngine: JobEngine {
         try Engine.restore(plan, request: request, progress: progress, cancellation: cancellation)
     }
 
-    func isCompleteBackup(directory: String) -> Bool {
-        (try? BackupManifest.load(directory: directory)) != nil
+    func backupEvidence(directory: String) -> BackupEvidence {
+        do {
+            return try BackupManifest.load(directory: directory) == nil ? .incomplete : .complete
+        } catch {
+            return .unreadable(error.message)
+        }
     }
 
-    /// Removes the unattached segments of the record's keys that its (dead) process created.
+    /// Settles the segments the job recorded creating (key and shmid, no pids: this works across PID
+    /// namespaces). A job killed before its record named them can only have left uncommitted segments with its
+    /// planned keys: the unattached ones are removed.
     func recoverRestore(_ record: JobRecord) -> RestoreEvidence {
-        guard let dead = record.pid else { return .nothingCreated }
-        let keys = record.segments.compactMap { SegmentKey(hex: $0.key) }
-        let removed = Engine.removeSegments(keys, createdBy: dead)
-        let left = (try? SharedMemory.segments(instance: record.request.instance)) ?? []
-        let stuck = left.filter { keys.contains($0.key) && $0.creatorPID == dead }
-        return .removed(count: removed.count, stuck: stuck.map(\.key.hex))
+        guard let created = record.createdSegments else {
+            let planned = record.segments.compactMap { SegmentKey(hex: $0.key) }
+            let removed = Engine.removeUncommitted(keys: planned)
+            return removed.isEmpty ? .nothingCreated : .removed(count: removed.count, stuck: [])
+        }
+        switch Engine.recoverRestore(created: created, directory: record.path) {
+        case .committed: return .committed
+        case .removed(let keys, let stuck): return .removed(count: keys.count, stuck: stuck.map(\.hex))
+        case .kept(let reason): return .kept(reason: reason)
+        }
     }
 }

@@ -15,19 +15,18 @@ extension JobQueue {
 
     /// Lets running jobs finish within `timeout`, then cancels them and waits for their clean-up.
     func drain(timeout: Duration) async {
-        let deadline = ContinuousClock.now + timeout
-        while activeCount > 0 && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        if activeCount > 0 {
+        if await !registry.idle(within: timeout) {
             let ids = registry.cancelAll()
             logger.warning("shutdown timeout reached; canceling running jobs", metadata: ["jobs": "\(ids)"])
+            while await !registry.idle(within: .seconds(5)) {
+                if Task.isCancelled { return }
+                logger.warning("still waiting for canceled jobs to clean up")
+            }
         }
-        var waited = 0
-        while activeCount > 0 {
-            try? await Task.sleep(for: .milliseconds(50))
-            waited += 1
-            if waited % 100 == 0 { logger.warning("still waiting for canceled jobs to clean up") }
+        if !runner.saveUnsaved() {
+            logger.error(
+                "final job records could not be written; at the next start recovery decides on the evidence",
+                metadata: ["jobs": "\(unsavedJobs)"])
         }
     }
 }

@@ -24,7 +24,8 @@ final class JobQueue: Sendable {
 
     init(
         config: Config, metrics: Metrics, logger: Logger, engine: any JobEngine = LiveEngine(),
-        launch: @escaping JobRunner.Launcher = JobRunner.thread, warm: WarmJobHooks? = nil
+        launch: @escaping JobRunner.Launcher = JobRunner.thread, retryDelay: Duration = .milliseconds(500),
+        warm: WarmJobHooks? = nil
     ) {
         self.config = config
         self.store = JobStore(stateDirectory: config.service.stateDir)
@@ -35,7 +36,7 @@ final class JobQueue: Sendable {
         self.warm = warm
         var runner = JobRunner(
             registry: registry, store: store, engine: engine, metrics: metrics, logger: logger,
-            jobsKept: config.service.jobsKept, launch: launch)
+            jobsKept: config.service.jobsKept, launch: launch, retryDelay: retryDelay)
         if let warm {
             runner.finished = { record in warm.jobEnded(record, registry: registry) }
         }
@@ -67,6 +68,17 @@ final class JobQueue: Sendable {
 
     // MARK: submissions
 
+    /// Takes the instance's host-wide lock for a job that reserved the instance (CLI jobs take the same one).
+    private func holdInstance(_ instance: Int, job: String) throws(APIError) {
+        do throws(EngineError) {
+            if let lock = try engine.lockInstance(instance, runtimeDirectory: config.service.runtimeDir, job: job) {
+                registry.hold(lock, instance: instance, job: job)
+            }
+        } catch {
+            throw APIError(error)
+        }
+    }
+
     func submitBackup(_ submission: BackupSubmission) async throws(APIError) -> Submission {
         let instance = try instanceConfig(submission.instance)
         let namespaces = try checkNamespaces(submission.namespaces, instance)
@@ -74,6 +86,7 @@ final class JobQueue: Sendable {
         try registry.reserve(instance: instance.instance, job: id)
         var keep = false
         defer { if !keep { registry.release(instance: instance.instance, job: id) } }
+        try holdInstance(instance.instance, job: id)
         warm?.willAttach(instance.instance)
         defer { if !keep { warm?.didDetach(instance.instance) } }
         let directory = Paths.join(instance.backupPath, id)
@@ -86,14 +99,12 @@ final class JobQueue: Sendable {
             .mapError { APIError($0) }.get()
         try warm?.checkSpace(plan, compress: request.compress, instance: instance)
         if submission.dryRun { return .backupPlan(plan) }
-        let record = JobRecord(
-            id: id, type: .backup, state: .queued,
-            request: JobRequest(
+        let record = JobRecord.queued(
+            id, .backup,
+            JobRequest(
                 instance: instance.instance, namespaces: namespaces, compress: request.compress,
                 verify: request.verify, threads: request.threads),
-            backup: id, path: directory, created: Time.now(), started: nil, finished: nil, pid: nil,
-            progress: ProgressRecord(bytesTotal: plan.totalBytes, segmentsTotal: plan.segments.count),
-            segments: plan.segments.map(SegmentRecord.init), error: nil)
+            backup: id, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
         try accept(record)
         keep = true
         let warm = self.warm
@@ -111,6 +122,7 @@ final class JobQueue: Sendable {
         try registry.reserve(instance: instance.instance, job: id)
         var keep = false
         defer { if !keep { registry.release(instance: instance.instance, job: id) } }
+        try holdInstance(instance.instance, job: id)
         let registry = self.registry
         let backup = try BackupSelection.choose(submission.backup, instance: instance, namespaces: namespaces) {
             backup in
@@ -131,18 +143,29 @@ final class JobQueue: Sendable {
         let plan = try await Blocking.run { () throws(EngineError) -> RestorePlan in try engine.planRestore(request) }
             .mapError { APIError($0) }.get()
         if submission.dryRun { return .restorePlan(plan) }
-        let record = JobRecord(
-            id: id, type: .restore, state: .queued,
-            request: JobRequest(
+        for warning in plan.warnings { logger.warning("restore plan: \(warning)", metadata: ["job": "\(id)"]) }
+        var record = JobRecord.queued(
+            id, .restore,
+            JobRequest(
                 instance: instance.instance, namespaces: namespaces, compress: nil, verify: request.verify,
                 threads: request.threads, force: submission.force ? true : nil),
-            backup: backup, path: directory, created: Time.now(), started: nil, finished: nil, pid: nil,
-            progress: ProgressRecord(bytesTotal: plan.totalBytes, segmentsTotal: plan.segments.count),
-            segments: plan.segments.map(SegmentRecord.init), error: nil, warnings: warnings.isEmpty ? nil : warnings)
+            backup: backup, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
+        record.warnings = warnings.isEmpty ? nil : warnings
         try accept(record)
         keep = true
-        runner.start(record) { progress, token throws(EngineError) in
-            try engine.restore(plan, request: request, progress: progress, cancellation: token)
+        var tracked = request
+        let runner = self.runner
+        // The segments exist and none is written yet: their record must be on disk before the restore goes on,
+        // so that recovery after a crash finds exactly them.
+        tracked.onCreated = { created throws(EngineError) in
+            do {
+                try runner.journal(id) { $0.createdSegments = created }
+            } catch {
+                throw EngineError(.io, "cannot write the job record: \(error)")
+            }
+        }
+        runner.start(record) { [tracked] progress, token throws(EngineError) in
+            try engine.restore(plan, request: tracked, progress: progress, cancellation: token)
         }
         return .accepted(record)
     }
@@ -166,8 +189,15 @@ final class JobQueue: Sendable {
         return requested
     }
 
-    /// Admits the job, then writes its record: a job whose record cannot be written is refused.
+    /// Admits the job, then writes its record: a job whose record cannot be written is refused. So is any
+    /// job while an earlier job's final record is not on disk yet (it is written first when it can be).
     private func accept(_ record: JobRecord) throws(APIError) {
+        guard runner.saveUnsaved() else {
+            let ids = registry.unsaved().map(\.id).joined(separator: ", ")
+            throw APIError(
+                .io,
+                "cannot write job records: the final record of job(s) \(ids) is not on disk yet; check the state dir")
+        }
         try registry.admit(record)
         do {
             try store.save(record)
@@ -202,4 +232,7 @@ final class JobQueue: Sendable {
     }
 
     func releaseBackup(_ id: String, for user: String) { registry.releaseBackup(id, for: user) }
+
+    /// Finished jobs whose final record is not on disk yet.
+    var unsavedJobs: [String] { registry.unsaved().map(\.id) }
 }

@@ -1,3 +1,5 @@
+import ShmEngine
+
 /// What a job is; the stored record of one job (one JSON file in the state dir).
 enum JobType: String, Sendable, Codable, CaseIterable {
     case backup, restore
@@ -20,6 +22,11 @@ struct JobRequest: Sendable, Codable, Equatable {
     var force: Bool? = nil
 }
 
+/// Where one segment of a job stands (stored and shown as the raw value).
+enum SegmentState: String, Sendable, Codable, CaseIterable {
+    case pending, running, done, failed, canceled
+}
+
 struct SegmentRecord: Sendable, Codable, Equatable {
     var key: String  // "0x%08x"
     var kind: String
@@ -27,7 +34,7 @@ struct SegmentRecord: Sendable, Codable, Equatable {
     var size: UInt64
     var file: String
     var compressed: Bool
-    var state: String  // pending, running, done, failed
+    var state: SegmentState
 }
 
 struct ProgressRecord: Sendable, Codable, Equatable {
@@ -59,8 +66,10 @@ struct JobRecord: Sendable, Codable, Equatable {
     var created: Double
     var started: Double?
     var finished: Double?
-    /// The process that ran the job: restore recovery removes only segments it created.
+    /// The process that ran the job (information only: recovery does not use it).
     var pid: Int32?
+    /// Restores: the segments it created, recorded before any byte was written (crash recovery matches these).
+    var createdSegments: [CreatedSegment]? = nil
     var progress: ProgressRecord
     var segments: [SegmentRecord]
     var error: JobErrorRecord?
@@ -68,7 +77,7 @@ struct JobRecord: Sendable, Codable, Equatable {
     var warnings: [String]? = nil
 
     /// Applies a final or intermediate progress picture.
-    mutating func apply(progress: ProgressRecord, segmentStates: [String]) {
+    mutating func apply(progress: ProgressRecord, segmentStates: [SegmentState]) {
         self.progress = progress
         for (index, state) in segmentStates.enumerated() where index < segments.count {
             segments[index].state = state

@@ -17,9 +17,13 @@ struct JobRecovery: Sendable {
         var success = false
         switch record.type {
         case .backup:
-            if engine.isCompleteBackup(directory: record.path) {
+            switch engine.backupEvidence(directory: record.path) {
+            case .complete:
                 success = true
-            } else if FileSystem.kind(record.path) == .directory, isBelowBackupPath(record) {
+            case .unreadable(let why):
+                message += "; its backup directory \(record.path) was left in place: \(why)"
+            case .incomplete:
+                guard FileSystem.kind(record.path) == .directory, isBelowBackupPath(record) else { break }
                 do {
                     try FileSystem.removeTree(record.path)
                     message += "; its incomplete backup directory \(record.path) was removed"
@@ -31,8 +35,11 @@ struct JobRecovery: Sendable {
             switch engine.recoverRestore(record) {
             case .committed:
                 success = true
+                for index in record.segments.indices { record.segments[index].state = .done }
+                record.progress.bytesDone = record.progress.bytesTotal
+                record.progress.segmentsDone = record.progress.segmentsTotal
             case .removed(let count, let stuck):
-                message += "; removed \(count) segment(s) it had created"
+                message += "; removed \(count) uncommitted segment(s) it had created"
                 if !stuck.isEmpty {
                     message +=
                         "; \(stuck.count) attached segment(s) could not be removed: "
@@ -40,6 +47,8 @@ struct JobRecovery: Sendable {
                 }
             case .nothingCreated:
                 message += "; it had not started creating segments"
+            case .kept(let reason):
+                message += "; its segments were left in place: \(reason)"
             }
         }
         record.finished = Time.now()
@@ -52,8 +61,8 @@ struct JobRecovery: Sendable {
         } else {
             record.state = .failure
             record.error = JobErrorRecord(code: APIError.Code.interrupted.rawValue, message: message)
-            for index in record.segments.indices where record.segments[index].state != "done" {
-                record.segments[index].state = "failed"
+            for index in record.segments.indices where record.segments[index].state != .done {
+                record.segments[index].state = .failed
             }
             logger.warning("job interrupted", metadata: ["job": "\(record.id)", "detail": "\(message)"])
         }

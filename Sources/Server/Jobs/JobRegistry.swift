@@ -15,12 +15,29 @@ final class JobRegistry: Sendable {
         var records: [String: JobRecord] = [:]
         /// instance → id of the job holding it (reserved from submission to the job's end).
         var busy: [Int: String] = [:]
+        /// instance → its host-wide lock, held as long as `busy` names a job for it.
+        var instanceLocks: [Int: InstanceLock] = [:]
         var live: [String: Live] = [:]
         /// backup id → id of the job reading or writing it (or "deleting").
         var backupsInUse: [String: String] = [:]
         var accepting = true
         /// Accepted jobs whose thread has not finished them yet.
         var active = 0
+        /// Finished jobs whose final record could not be written (the disk still says queued or running).
+        var unsaved: Set<String> = []
+        /// Whether a thread is retrying the unsaved records.
+        var retrying = false
+        /// Tasks waiting for `active` to reach 0, by waiter number.
+        var idleWaiters: [Int: IdleWaiter] = [:]
+        var nextWaiter = 0
+    }
+
+    private enum IdleWaiter {
+        /// Numbered, not waiting yet.
+        case pending
+        case waiting(CheckedContinuation<Void, Never>)
+        /// Canceled before it waited: it must not start.
+        case canceled
     }
 
     private let state = Mutex(State())
@@ -53,9 +70,21 @@ final class JobRegistry: Sendable {
         if let refused { throw refused }
     }
 
+    /// Keeps the instance's host-wide lock with its reservation (released with it).
+    func hold(_ lock: InstanceLock, instance: Int, job: String) {
+        let kept = state.withLock { s in
+            guard s.busy[instance] == job else { return false }
+            s.instanceLocks[instance] = lock
+            return true
+        }
+        if !kept { lock.release() }
+    }
+
     func release(instance: Int, job: String) {
         state.withLock { s in
-            if s.busy[instance] == job { s.busy[instance] = nil }
+            guard s.busy[instance] == job else { return }
+            s.busy[instance] = nil
+            s.instanceLocks.removeValue(forKey: instance)?.release()
         }
     }
 
@@ -100,12 +129,13 @@ final class JobRegistry: Sendable {
 
     /// Undoes `admit` (its record could not be written); the caller still holds the instance.
     func withdraw(_ record: JobRecord) {
-        state.withLock { s in
+        let waiters = state.withLock { s in
             if s.backupsInUse[record.backup] == record.id { s.backupsInUse[record.backup] = nil }
             s.records[record.id] = nil
             s.live[record.id] = nil
-            s.active -= 1
+            return Self.deactivate(&s)
         }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// The record and live part of an admitted, unfinished job.
@@ -122,21 +152,97 @@ final class JobRegistry: Sendable {
     }
 
     /// Publishes the final record and frees the instance and the backup in one step, so that a client that
-    /// sees the job finished also sees them free.
-    func finish(_ record: JobRecord) {
-        state.withLock { s in
+    /// sees the job finished also sees them free. `saved`: whether the record is on disk.
+    func finish(_ record: JobRecord, saved: Bool) {
+        let waiters = state.withLock { s in
             s.records[record.id] = record
+            if !saved { s.unsaved.insert(record.id) }
             s.live[record.id] = nil
-            if s.busy[record.request.instance] == record.id { s.busy[record.request.instance] = nil }
+            if s.busy[record.request.instance] == record.id {
+                s.busy[record.request.instance] = nil
+                s.instanceLocks.removeValue(forKey: record.request.instance)?.release()
+            }
             if s.backupsInUse[record.backup] == record.id { s.backupsInUse[record.backup] = nil }
-            s.active -= 1
+            return Self.deactivate(&s)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// One job fewer; the waiters to resume (outside the lock) when none is left.
+    private static func deactivate(_ s: inout State) -> [CheckedContinuation<Void, Never>] {
+        s.active -= 1
+        guard s.active == 0 else { return [] }
+        var resumed: [CheckedContinuation<Void, Never>] = []
+        for (number, waiter) in s.idleWaiters {
+            guard case .waiting(let continuation) = waiter else { continue }
+            s.idleWaiters[number] = nil
+            resumed.append(continuation)
+        }
+        return resumed
+    }
+
+    /// Returns once no accepted job is left unfinished, or when the calling task is canceled.
+    func waitUntilIdle() async {
+        let number = state.withLock { s in
+            defer { s.nextWaiter += 1 }
+            s.idleWaiters[s.nextWaiter] = .pending
+            return s.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s in
+                    if s.active == 0, case .pending = s.idleWaiters[number] {
+                        s.idleWaiters[number] = nil
+                        return true
+                    }
+                    if case .canceled = s.idleWaiters[number] {
+                        s.idleWaiters[number] = nil
+                        return true
+                    }
+                    s.idleWaiters[number] = .waiting(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let waiting: CheckedContinuation<Void, Never>? = state.withLock { s in
+                switch s.idleWaiters[number] {
+                case .waiting(let continuation):
+                    s.idleWaiters[number] = nil
+                    return continuation
+                case .pending:
+                    s.idleWaiters[number] = .canceled
+                    return nil
+                case .canceled, nil:
+                    return nil
+                }
+            }
+            waiting?.resume()
+        }
+    }
+
+    /// True when no accepted job is left unfinished within `timeout`.
+    func idle(within timeout: Duration) async -> Bool {
+        if activeCount == 0 { return true }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.waitUntilIdle()
+                return self.activeCount == 0
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
         }
     }
 
     /// Drops the oldest finished records beyond `keep`; returns their ids.
     func prune(keep: Int) -> [String] {
         state.withLock { s in
-            let finished = s.records.values.filter { $0.state.isFinished }.sorted {
+            let finished = s.records.values.filter { $0.state.isFinished && !s.unsaved.contains($0.id) }.sorted {
                 ($0.created, $0.id) < ($1.created, $1.id)
             }
             let excess = finished.count - keep
@@ -145,6 +251,32 @@ final class JobRegistry: Sendable {
             for id in ids { s.records[id] = nil }
             return ids
         }
+    }
+
+    // MARK: final records not on disk
+
+    /// The finished records that could not be written, oldest first.
+    func unsaved() -> [JobRecord] {
+        state.withLock { s in
+            s.unsaved.compactMap { s.records[$0] }.sorted { ($0.created, $0.id) < ($1.created, $1.id) }
+        }
+    }
+
+    func markSaved(_ id: String) {
+        _ = state.withLock { $0.unsaved.remove(id) }
+    }
+
+    /// True for the one caller that may start retrying; it calls `endRetrying()` when it stops.
+    func startRetrying() -> Bool {
+        state.withLock { s in
+            if s.retrying { return false }
+            s.retrying = true
+            return true
+        }
+    }
+
+    func endRetrying() {
+        state.withLock { $0.retrying = false }
     }
 
     // MARK: queries and control

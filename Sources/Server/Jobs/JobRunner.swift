@@ -17,6 +17,8 @@ struct JobRunner: Sendable {
     let logger: Logger
     let jobsKept: Int
     var launch: Launcher = JobRunner.thread
+    /// First wait before writing a final record again that could not be written; it doubles up to 30 s.
+    var retryDelay: Duration = .milliseconds(500)
     /// Called on the job's thread once its final record is published (the warm-reboot hooks).
     var finished: (@Sendable (JobRecord) -> Void)? = nil
 
@@ -37,7 +39,7 @@ struct JobRunner: Sendable {
 
     private func run(_ id: String, _ body: Body) {
         let begin = Time.monotonic()
-        guard let (started, live, saved) = markRunning(id) else { return }
+        guard let (started, live, startSaved) = markRunning(id) else { return }
         logger.info(
             "job started",
             metadata: [
@@ -50,7 +52,7 @@ struct JobRunner: Sendable {
                 .canceled,
                 JobErrorRecord(code: APIError.Code.canceled.rawValue, message: "canceled before it started")
             )
-        } else if !saved {
+        } else if !startSaved {
             // Without the record on disk a crash could not be cleaned up after: do not start.
             outcome = (
                 .failure, JobErrorRecord(code: APIError.Code.io.rawValue, message: "cannot write the job record")
@@ -66,7 +68,7 @@ struct JobRunner: Sendable {
         if started.type == .backup, outcome.0 != .success {
             removeIncompleteBackup(started.path)
         }
-        let final = finish(id, live: live, state: outcome.0, error: outcome.1, begin: begin)
+        let (final, finalSaved) = finish(id, live: live, state: outcome.0, error: outcome.1, begin: begin)
         finished?(final)
         let seconds = Time.monotonic() - begin
         var metadata: Logger.Metadata = [
@@ -83,6 +85,10 @@ struct JobRunner: Sendable {
             logger.error("job finished", metadata: metadata)
         }
         prune()
+        if !finalSaved {
+            let runner = self
+            JobRunner.thread("asmtd-record-retry") { runner.retryUnsaved() }
+        }
     }
 
     /// Records the start (with this process's pid, which crash recovery needs) on disk first, then
@@ -109,32 +115,87 @@ struct JobRunner: Sendable {
     /// client that sees the job finished also sees the instance free and the metrics updated.
     private func finish(
         _ id: String, live: JobRegistry.Live, state newState: JobState, error: JobErrorRecord?, begin: Double
-    ) -> JobRecord {
+    ) -> (record: JobRecord, saved: Bool) {
         var record = registry.admitted(id)!.record
         record.state = newState
         record.error = error
         record.finished = Time.now()
         record.apply(live.progress.snapshot())
         if newState != .success {
-            for index in record.segments.indices where record.segments[index].state != "done" {
-                record.segments[index].state = newState == .canceled ? "canceled" : "failed"
+            for index in record.segments.indices where record.segments[index].state != .done {
+                record.segments[index].state = newState == .canceled ? .canceled : .failed
             }
         }
+        // Not written, the record on disk still says running, and the next start would take the job for
+        // interrupted: it is kept in memory and written again (`retryUnsaved`), and recovery decides on the
+        // engine's evidence, never on the record alone.
+        var saved = true
         do {
             try store.save(record)
         } catch {
-            logger.error("cannot save job record", metadata: ["job": "\(id)", "error": "\(error)"])
+            saved = false
+            logger.error(
+                "cannot save the final job record; kept in memory and retried",
+                metadata: ["job": "\(id)", "error": "\(error)"])
         }
         metrics.jobFinished(
             type: record.type.rawValue, outcome: record.state.rawValue, instance: record.request.instance,
             seconds: Time.monotonic() - begin, bytes: record.progress.bytesDone, now: Time.now())
-        registry.finish(record)
-        return record
+        registry.finish(record, saved: saved)
+        return (record, saved)
     }
 
-    /// The engine removes the files it wrote; the directory it created goes too, unless it is complete.
+    /// Records a fact about a running job on disk before the job goes on (for example the segments a restore
+    /// created, before it writes a byte into them), then publishes it. A throw means the fact is not on disk:
+    /// the caller must not go on (a crash would leave recovery without it).
+    func journal(_ id: String, _ change: (inout JobRecord) -> Void) throws(FileSystemError) {
+        guard var record = registry.admitted(id)?.record else { return }
+        change(&record)
+        try store.save(record)
+        registry.update(record)
+    }
+
+    /// Writes the final records that could not be written when their jobs ended; true when none is left.
+    @discardableResult
+    func saveUnsaved() -> Bool {
+        var left = false
+        for record in registry.unsaved() {
+            do {
+                try store.save(record)
+                registry.markSaved(record.id)
+                logger.info("final job record written after all", metadata: ["job": "\(record.id)"])
+            } catch {
+                left = true
+            }
+        }
+        return !left
+    }
+
+    /// On a thread of its own: writes the unsaved records again, waiting longer each time (up to 30 s), until
+    /// none is left or the service shuts down (its drain makes the last attempt). One such thread at a time.
+    private func retryUnsaved() {
+        guard registry.startRetrying() else { return }
+        var delay = retryDelay
+        while true {
+            let (seconds, attoseconds) = delay.components
+            Thread.sleep(forTimeInterval: Double(seconds) + Double(attoseconds) / 1e18)
+            if saveUnsaved() || !registry.isAccepting {
+                registry.endRetrying()
+                // A record left unsaved meanwhile found this thread still retrying: take it up again.
+                guard registry.isAccepting, !registry.unsaved().isEmpty, registry.startRetrying() else { return }
+                delay = retryDelay
+            } else {
+                delay = min(delay * 2, .seconds(30))
+            }
+        }
+    }
+
+    /// The engine removes the files it wrote; the directory it created goes too, unless it is complete (or its
+    /// manifest cannot be read, which proves nothing).
     private func removeIncompleteBackup(_ path: String) {
-        guard FileSystem.kind(path) == .directory, !engine.isCompleteBackup(directory: path) else { return }
+        guard FileSystem.kind(path) == .directory, engine.backupEvidence(directory: path) == .incomplete else {
+            return
+        }
         do {
             try FileSystem.removeTree(path)
         } catch {
@@ -143,7 +204,7 @@ struct JobRunner: Sendable {
         }
     }
 
-    /// Drops the oldest finished records beyond `jobs-kept`, in memory and on disk.
+    /// Drops the oldest finished records beyond `jobs-kept`, in memory and on disk (never an unsaved one).
     func prune() {
         for id in registry.prune(keep: jobsKept) { store.delete(id) }
     }

@@ -23,7 +23,7 @@ struct ProcessStats: Sendable, Equatable {
     /// `btime` from /proc/stat (pure).
     static func bootTime(procStat: String) -> Double? {
         for line in procStat.split(separator: "\n") where line.hasPrefix("btime ") {
-            return Double(line.dropFirst(6).trimmingCharacters())
+            return Double(line.dropFirst(6).trimmingWhitespace())
         }
         return nil
     }
@@ -47,8 +47,4 @@ struct ProcessStats: Sendable, Equatable {
         guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
         return limit.rlim_cur == rlim_t.max ? Double(Int64.max) : Double(limit.rlim_cur)
     }
-}
-
-extension Substring {
-    func trimmingCharacters() -> String { String(self).trimmingWhitespace() }
 }

@@ -123,7 +123,7 @@ enum FreshnessRules {
     /// stale from the start.
     /// A directory made by another process (the CLI) is adopted by folding a `.resume` without a previous stop:
     /// it was not watched since.
-    static func start(name: String, nsid: Int, evidence: BackupEvidence) -> NamespaceTrack {
+    static func start(name: String, nsid: Int, evidence: FreshnessEvidence) -> NamespaceTrack {
         let segments = evidence.segments.filter { $0.key.nsid == nsid }
         let time = Double(evidence.observed)
         var track = NamespaceTrack(

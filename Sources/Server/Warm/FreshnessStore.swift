@@ -95,7 +95,7 @@ struct FreshnessStore: Sendable {
     }
 
     /// Rewrites a backup's manifest with the evidence (atomically: the manifest stays the completion marker).
-    static func addEvidence(_ evidence: BackupEvidence, toManifestIn directory: String) throws {
+    static func addEvidence(_ evidence: FreshnessEvidence, toManifestIn directory: String) throws {
         guard var manifest = try BackupManifest.load(directory: directory) else { return }
         manifest.evidence = evidence
         let encoder = JSONEncoder()

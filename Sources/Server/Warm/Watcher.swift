@@ -174,7 +174,7 @@ final class Watcher: Sendable {
     func recordBackup(id: String, instance: Int, manifest: BackupManifest, directory: String) {
         let nsids = Set(manifest.namespaces.map(\.nsid))
         let table = (try? SegmentTable.read(instance: instance)) ?? []
-        let evidence = BackupEvidence(
+        let evidence = FreshnessEvidence(
             bootID: bootID, observed: Int64(Time.now()), pid: pid,
             segments: table.filter { nsids.contains($0.key.nsid) })
         let tracks = BackupTracks(

@@ -1,0 +1,9 @@
+extension StringProtocol {
+    /// Without leading and trailing whitespace (Unicode's, newlines included). The one trim helper.
+    func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}
