@@ -48,6 +48,8 @@ public struct BackupManifest: Sendable, Codable, Equatable {
     public var created: String
     public var namespaces: [PlannedNamespace]
     public var segments: [ManifestSegment]
+    /// The segments as they were at the end of the backup (the service's freshness evidence); optional.
+    public var evidence: FreshnessEvidence? = nil
 
     /// nil when the directory has no manifest (incomplete, or written by asmt).
     public static func load(directory: String) throws(EngineError) -> BackupManifest? {

@@ -19,9 +19,13 @@ final class AsmtdProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var log = ""
 
-    init(_ arguments: [String]) throws {
+    /// `environment` is added to this process's.
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardOutput = output
         process.standardError = output
         output.fileHandleForReading.readabilityHandler = { [weak self] handle in

@@ -8,6 +8,8 @@ struct API: Sendable {
     let config: Config
     let jobs: JobQueue
     let metrics: Metrics
+    /// The segment watcher (freshness); nil only in tests that build the routes alone.
+    var watcher: Watcher? = nil
 
     func router() -> Router {
         var router = Router()
@@ -20,7 +22,7 @@ struct API: Sendable {
             let inventory = await backupInventory()
             let ready = readiness().status == "ready"
             return Responses.text(
-                200, metrics.render(inventory: inventory, ready: ready), contentType: Exposition.contentType)
+                200, metrics.render(inventory: inventory, ready: ready) + (await warmMetrics()), contentType: Exposition.contentType)
         }
         router.add("GET", "/openapi.yaml") { _ in
             Responses.text(200, OpenAPIDocument.text, contentType: "application/yaml")
@@ -35,6 +37,7 @@ struct API: Sendable {
         router.add(
             "DELETE", "/v1/backups/{id}", guarded { (request) throws(APIError) in try await deleteBackup(request) })
         router.add("GET", "/v1/segments", guarded { (request) throws(APIError) in try await listSegments(request) })
+        addWarmRoutes(&router)
         return router
     }
 
@@ -204,7 +207,7 @@ struct API: Sendable {
         var all: [BackupInfo] = []
         for instance in instances {
             all += BackupCatalog.list(instance: instance).map { info in
-                var info = info
+                var info = withFreshness(info)
                 info.usedBy = jobs.user(ofBackup: info.id)
                 return info
             }
@@ -217,6 +220,7 @@ struct API: Sendable {
         guard Paths.isSafeName(id), var (info, _) = BackupCatalog.find(id: id, in: config) else {
             throw APIError(.backupNotFound, "no backup \(id)")
         }
+        info = withFreshness(info)
         info.usedBy = jobs.user(ofBackup: id)
         return Responses.json(200, info)
     }
@@ -236,6 +240,7 @@ struct API: Sendable {
         if case .failure(let error) = removed {
             throw APIError(.io, "cannot remove backup \(id): \(error)")
         }
+        watcher?.forget(id)
         jobs.logger.info("backup deleted", metadata: ["backup": "\(id)", "path": "\(path)"])
         return HTTPResponse(status: 204)
     }
@@ -309,8 +314,13 @@ struct API: Sendable {
             instance = n
         }
         let filter = instance
+        // The listing attaches bases and data stages to read their names: the watcher looks before and after.
+        let watched = config.instances.map(\.instance).filter { filter == nil || $0 == filter }
+        let watcher = watcher
         let result = await Blocking.run { () throws(EngineError) -> [LiveSegment] in
-            try SharedMemory.segments(instance: filter)
+            for n in watched { watcher?.beginOwn(n) }
+            defer { for n in watched { watcher?.endOwn(n) } }
+            return try SharedMemory.segments(instance: filter)
         }
         let segments = try result.mapError { APIError($0) }.get()
         return Responses.json(200, SegmentList(segments: segments.sorted { $0.key < $1.key }.map(SegmentView.init)))

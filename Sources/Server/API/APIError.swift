@@ -15,6 +15,8 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case filesExist = "FILES_EXIST"
         case jobFinished = "JOB_FINISHED"
         case backupInUse = "BACKUP_IN_USE"
+        case backupStale = "BACKUP_STALE"
+        case insufficientStorage = "INSUFFICIENT_STORAGE"
         case backupBusy = "BACKUP_BUSY"
         case unknownInstance = "UNKNOWN_INSTANCE"
         case unknownNamespace = "UNKNOWN_NAMESPACE"
@@ -41,13 +43,14 @@ struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
             case .notFound, .jobNotFound, .backupNotFound: 404
             case .unsupportedMediaType: 415
             case .instanceBusy, .serverRunning, .segmentsExist, .filesExist, .jobFinished, .backupInUse,
-                .backupBusy:
+                .backupBusy, .backupStale:
                 409
             case .unknownInstance, .unknownNamespace, .namespaceNotFound, .noCompleteBackup, .backupIncomplete,
                 .uncleanShutdown, .invalidSegments, .invalidBackup, .verifyFailed, .invalidRequest:
                 422
             case .canceled, .interrupted, .io, .system, .internalError: 500
             case .shuttingDown: 503
+            case .insufficientStorage: 507
             }
         }
     }

@@ -126,9 +126,11 @@ struct RestoreSubmission: Sendable, Equatable {
     var verify: Bool?
     var threads: Int?
     var dryRun: Bool
+    /// Restore a stale backup anyway (logged at WARN, kept in the job record).
+    var force = false
 
     static func decode(_ body: [UInt8]) throws(APIError) -> RestoreSubmission {
-        let known = ["instance", "namespaces", "backup", "verify", "threads", "dry-run"]
+        let known = ["instance", "namespaces", "backup", "verify", "threads", "dry-run", "force"]
         let reader = try JSONObjectReader(try JSONValue.parse(body), known: known)
         guard let instance = try reader.int("instance", 0...15) else {
             throw APIError(.invalidField, "field \"instance\" is required (0..15)")
@@ -140,7 +142,7 @@ struct RestoreSubmission: Sendable, Equatable {
         return RestoreSubmission(
             instance: instance, namespaces: try checkedNamespaces(reader.strings("namespaces")), backup: backup,
             verify: try reader.bool("verify"), threads: try reader.int("threads", 0...1024),
-            dryRun: try reader.bool("dry-run") ?? false)
+            dryRun: try reader.bool("dry-run") ?? false, force: try reader.bool("force") ?? false)
     }
 }
 

@@ -33,6 +33,7 @@ struct JobResource: Sendable, Encodable {
         var compress: Bool?
         var verify: Bool
         var threads: Int
+        var force: Bool?
     }
 
     var id: String
@@ -49,11 +50,12 @@ struct JobResource: Sendable, Encodable {
     var progress: Progress
     var segments: [SegmentRecord]
     var error: JobErrorRecord?
+    var warnings: [String]?
     var links: [String: String]
 
     enum CodingKeys: String, CodingKey {
         case id, type, state, instance, namespaces, request, backup, path, created, started, finished, progress
-        case segments, error, links
+        case segments, error, warnings, links
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -72,6 +74,7 @@ struct JobResource: Sendable, Encodable {
         try c.encode(progress, forKey: .progress)
         try c.encode(segments, forKey: .segments)
         try c.encodeIfPresent(error, forKey: .error)
+        try c.encodeIfPresent(warnings, forKey: .warnings)
         try c.encode(links, forKey: .links)
     }
 
@@ -84,7 +87,8 @@ struct JobResource: Sendable, Encodable {
         namespaces = record.request.namespaces
         request = Request(
             instance: record.request.instance, namespaces: record.request.namespaces,
-            compress: record.request.compress, verify: record.request.verify, threads: record.request.threads)
+            compress: record.request.compress, verify: record.request.verify, threads: record.request.threads,
+            force: record.request.force)
         backup = record.backup
         path = record.path
         created = Time.rfc3339(record.created)
@@ -92,6 +96,7 @@ struct JobResource: Sendable, Encodable {
         finished = record.finished.map(Time.rfc3339)
         segments = record.segments
         error = record.error
+        warnings = record.warnings
         links = ["self": "/v1/jobs/\(record.id)"]
         progress = Self.progress(record, now: now)
     }

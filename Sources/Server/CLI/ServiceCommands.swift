@@ -52,12 +52,14 @@ struct ServeCommand: AsyncParsableCommand {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode.failure
         }
+        await service.becomeReady()
         for await number in stream {
             if number == SIGHUP {
                 logger.warning("SIGHUP ignored: configuration reload is not supported; restart asmtd to apply changes")
                 continue
             }
             logger.info("signal received", metadata: ["signal": "\(number == SIGTERM ? "SIGTERM" : "SIGINT")"])
+            service.notify.stopping(status: "stopping")
             break
         }
         // A second SIGTERM/SIGINT does not wait for shutdown-timeout: running jobs are canceled (and cleaned
@@ -65,7 +67,7 @@ struct ServeCommand: AsyncParsableCommand {
         let impatient = Task {
             for await number in stream where number != SIGHUP {
                 logger.warning("second signal: canceling running jobs now")
-                service.jobs.cancelAll()
+                service.cancelShutdownWork()
             }
         }
         await service.shutdown()

@@ -17,6 +17,19 @@ struct InstanceConfig: Sendable, Equatable {
     var threads: Int = 0
     var compress: Bool = false
     var verify: Bool = true
+    /// Complete backups kept per instance after a successful backup; 0 = all.
+    var keep: Int = 0
+    var auto = AutoSettings()
+}
+
+/// `instances[].auto`: the automatic mode under systemd (issue 9 §3).
+struct AutoSettings: Sendable, Equatable {
+    /// At start, before READY: restore a fresh backup when no segment of the namespaces exists.
+    var restoreOnStart = false
+    /// At stop: back up when asd stopped cleanly and no fresh backup covers the namespaces.
+    var backupOnStop = false
+    /// Milliseconds the start-up restore may take before it is canceled (its segments removed: asd cold-starts).
+    var restoreTimeoutMs = 600_000
 }
 
 /// The `service:` block.
@@ -37,6 +50,8 @@ struct ServiceSettings: Sendable, Equatable {
     var runtimeDir = InstanceLock.defaultRuntimeDirectory
     var jobsKept = 1000
     var shutdownTimeoutMs = 30000
+    /// Milliseconds between two looks at the kernel's segment table (freshness of backups).
+    var watchIntervalMs = 5000
 }
 
 /// The whole configuration, paths already absolute.

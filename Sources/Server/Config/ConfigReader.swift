@@ -29,7 +29,9 @@ struct ConfigReader {
     }
 
     mutating func readService(_ node: YAMLNode, into service: inout ServiceSettings) {
-        let known = ["http", "auth", "logger", "state-dir", "runtime-dir", "jobs-kept", "shutdown-timeout"]
+        let known = [
+            "http", "auth", "logger", "state-dir", "runtime-dir", "jobs-kept", "shutdown-timeout", "watch-interval",
+        ]
         guard let map = fields(node, "service", known: known) else { return }
         if let http = map["http"] {
             let keys = ["address", "port", "timeout", "idle-timeout", "max-connections", "max-body"]
@@ -89,6 +91,9 @@ struct ConfigReader {
         if let v = map["shutdown-timeout"], let n = int(v, "service.shutdown-timeout", 0...86_400_000) {
             service.shutdownTimeoutMs = n
         }
+        if let v = map["watch-interval"], let n = int(v, "service.watch-interval", 100...3_600_000) {
+            service.watchIntervalMs = n
+        }
     }
 
     mutating func readInstances(_ node: YAMLNode) -> [InstanceConfig] {
@@ -102,7 +107,7 @@ struct ConfigReader {
         var paths: [String: Int] = [:]  // backup path → instance
         for (index, item) in items.enumerated() {
             let path = "instances[\(index)]"
-            let known = ["instance", "backup-path", "namespaces", "threads", "compress", "verify"]
+            let known = ["instance", "backup-path", "namespaces", "threads", "compress", "verify", "keep", "auto"]
             guard let map = fields(item, path, known: known) else { continue }
             var instance = InstanceConfig(instance: -1, backupPath: "", namespaces: [])
             var complete = true
@@ -142,9 +147,21 @@ struct ConfigReader {
             if let v = map["threads"], let n = int(v, "\(path).threads", 0...1024) { instance.threads = n }
             if let v = map["compress"], let b = bool(v, "\(path).compress") { instance.compress = b }
             if let v = map["verify"], let b = bool(v, "\(path).verify") { instance.verify = b }
+            if let v = map["keep"], let n = int(v, "\(path).keep", 0...100_000) { instance.keep = n }
+            if let v = map["auto"] { readAuto(v, "\(path).auto", into: &instance.auto) }
             if complete { result.append(instance) }
         }
         return result
+    }
+
+    mutating func readAuto(_ node: YAMLNode, _ path: String, into auto: inout AutoSettings) {
+        let known = ["restore-on-start", "backup-on-stop", "restore-timeout"]
+        guard let map = fields(node, path, known: known) else { return }
+        if let v = map["restore-on-start"], let b = bool(v, "\(path).restore-on-start") { auto.restoreOnStart = b }
+        if let v = map["backup-on-stop"], let b = bool(v, "\(path).backup-on-stop") { auto.backupOnStop = b }
+        if let v = map["restore-timeout"], let n = int(v, "\(path).restore-timeout", 1000...86_400_000) {
+            auto.restoreTimeoutMs = n
+        }
     }
 
     mutating func namespaces(_ node: YAMLNode, _ path: String) -> [String]? {

@@ -22,10 +22,13 @@ struct BackupInfo: Sendable, Encodable {
     var host: String?
     var error: String?
     var usedBy: String?
+    /// Complete backups: fresh, stale or unknown (issue 9), and the evidence behind it (null without any).
+    var freshness: String?
+    var evidence: EvidenceView?
 
     enum CodingKeys: String, CodingKey {
         case id, instance, path, state, created, namespaces, segments, bytes, compressed, host, error
-        case fileBytes = "file-bytes", toolVersion = "tool-version", usedBy = "used-by"
+        case fileBytes = "file-bytes", toolVersion = "tool-version", usedBy = "used-by", freshness, evidence
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -44,6 +47,8 @@ struct BackupInfo: Sendable, Encodable {
         try c.encode(host, forKey: .host)
         try c.encodeIfPresent(error, forKey: .error)
         try c.encode(usedBy, forKey: .usedBy)
+        try c.encode(freshness, forKey: .freshness)
+        try c.encode(evidence, forKey: .evidence)
     }
 }
 

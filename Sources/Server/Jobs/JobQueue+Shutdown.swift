@@ -3,6 +3,9 @@
 extension JobQueue {
     func stopAccepting() { registry.stopAccepting() }
 
+    /// At stop, once the HTTP server is closed: the stop-time backups of the automatic mode go through the queue.
+    func acceptInternalJobs() { registry.resumeAccepting() }
+
     /// Cancels every queued or running job (their clean-up still runs).
     func cancelAll() { registry.cancelAll() }
 

@@ -19,19 +19,28 @@ final class JobQueue: Sendable {
     let runner: JobRunner
     let engine: any JobEngine
     let logger: Logger
+    /// Freshness, evidence, space and retention (issue 9); nil runs the queue without them.
+    let warm: WarmJobHooks?
 
     init(
         config: Config, metrics: Metrics, logger: Logger, engine: any JobEngine = LiveEngine(),
-        launch: @escaping JobRunner.Launcher = JobRunner.thread, retryDelay: Duration = .milliseconds(500)
+        launch: @escaping JobRunner.Launcher = JobRunner.thread, retryDelay: Duration = .milliseconds(500),
+        warm: WarmJobHooks? = nil
     ) {
         self.config = config
         self.store = JobStore(stateDirectory: config.service.stateDir)
-        self.registry = JobRegistry()
+        let registry = JobRegistry()
+        self.registry = registry
         self.engine = engine
         self.logger = logger
-        self.runner = JobRunner(
+        self.warm = warm
+        var runner = JobRunner(
             registry: registry, store: store, engine: engine, metrics: metrics, logger: logger,
             jobsKept: config.service.jobsKept, launch: launch, retryDelay: retryDelay)
+        if let warm {
+            runner.finished = { record in warm.jobEnded(record, registry: registry) }
+        }
+        self.runner = runner
     }
 
     /// Loads the records; a job left queued or running by a dead process is finished by `JobRecovery`.
@@ -79,6 +88,8 @@ final class JobQueue: Sendable {
         var keep = false
         defer { if !keep { registry.release(instance: instance.instance, job: id) } }
         try holdInstance(instance.instance, job: id)
+        warm?.willAttach(instance.instance)
+        defer { if !keep { warm?.didDetach(instance.instance) } }
         let directory = Paths.join(instance.backupPath, id)
         let request = BackupRequest(
             instance: instance.instance, namespaces: namespaces, directory: directory,
@@ -87,6 +98,7 @@ final class JobQueue: Sendable {
         let engine = self.engine
         let plan = try await Blocking.run { () throws(EngineError) -> BackupPlan in try engine.planBackup(request) }
             .mapError { APIError($0) }.get()
+        try warm?.checkSpace(plan, compress: request.compress, instance: instance)
         if submission.dryRun { return .backupPlan(plan) }
         let record = JobRecord.queued(
             id, .backup,
@@ -96,8 +108,10 @@ final class JobQueue: Sendable {
             backup: id, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
         try accept(record)
         keep = true
+        let warm = self.warm
         runner.start(record) { progress, token throws(EngineError) in
             try engine.backup(plan, request: request, progress: progress, cancellation: token)
+            warm?.backupCompleted(id: id, instance: request.instance, directory: directory)
         }
         return .accepted(record)
     }
@@ -116,6 +130,9 @@ final class JobQueue: Sendable {
             guard let user = registry.user(ofBackup: backup), registry.job(user)?.type == .backup else { return nil }
             return user
         }
+        let warnings = try warm?.checkRestore(backup: backup, namespaces: namespaces, force: submission.force) ?? []
+        warm?.willAttach(instance.instance)
+        defer { if !keep { warm?.didDetach(instance.instance) } }
         // Held from now on, so that a DELETE cannot remove it between the plan and the run.
         try registry.reserveBackup(backup, for: id)
         defer { if !keep { registry.releaseBackup(backup, for: id) } }
@@ -128,12 +145,13 @@ final class JobQueue: Sendable {
             .mapError { APIError($0) }.get()
         if submission.dryRun { return .restorePlan(plan) }
         for warning in plan.warnings { logger.warning("restore plan: \(warning)", metadata: ["job": "\(id)"]) }
-        let record = JobRecord.queued(
+        var record = JobRecord.queued(
             id, .restore,
             JobRequest(
                 instance: instance.instance, namespaces: namespaces, compress: nil, verify: request.verify,
-                threads: request.threads),
+                threads: request.threads, force: submission.force ? true : nil),
             backup: backup, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
+        record.warnings = warnings.isEmpty ? nil : warnings
         try accept(record)
         keep = true
         var tracked = request

@@ -18,6 +18,8 @@ struct JobRequest: Sendable, Codable, Equatable {
     var compress: Bool?
     var verify: Bool
     var threads: Int
+    /// Restores: a stale backup was restored on purpose (`"force": true`).
+    var force: Bool? = nil
 }
 
 /// Where one segment of a job stands (stored and shown as the raw value).
@@ -71,6 +73,8 @@ struct JobRecord: Sendable, Codable, Equatable {
     var progress: ProgressRecord
     var segments: [SegmentRecord]
     var error: JobErrorRecord?
+    /// What the job was warned about when accepted (a forced stale restore, a backup of unknown freshness).
+    var warnings: [String]? = nil
 
     /// Applies a final or intermediate progress picture.
     mutating func apply(progress: ProgressRecord, segmentStates: [SegmentState]) {

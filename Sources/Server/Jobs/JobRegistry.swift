@@ -326,6 +326,11 @@ final class JobRegistry: Sendable {
         state.withLock { $0.accepting = false }
     }
 
+    /// Takes jobs again (the automatic mode's stop-time backups, once the HTTP server is closed).
+    func resumeAccepting() {
+        state.withLock { $0.accepting = true }
+    }
+
     var isAccepting: Bool { state.withLock { $0.accepting } }
 
     var activeCount: Int { state.withLock { $0.active } }

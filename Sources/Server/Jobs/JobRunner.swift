@@ -19,6 +19,8 @@ struct JobRunner: Sendable {
     var launch: Launcher = JobRunner.thread
     /// First wait before writing a final record again that could not be written; it doubles up to 30 s.
     var retryDelay: Duration = .milliseconds(500)
+    /// Called on the job's thread once its final record is published (the warm-reboot hooks).
+    var finished: (@Sendable (JobRecord) -> Void)? = nil
 
     /// A thread with a 1 MiB stack: the engine's work blocks, so never on the cooperative pool.
     static let thread: Launcher = { name, body in
@@ -69,6 +71,7 @@ struct JobRunner: Sendable {
             removeIncompleteBackup(started.path)
         }
         let (final, finalSaved) = finish(id, live: live, state: outcome.0, error: outcome.1, begin: begin)
+        finished?(final)
         let seconds = Time.monotonic() - begin
         var metadata: Logger.Metadata = [
             "job": "\(id)", "type": "\(final.type.rawValue)", "outcome": "\(final.state.rawValue)",

@@ -9,6 +9,9 @@ final class Service: Sendable {
     let logger: Logger
     let metrics: Metrics
     let jobs: JobQueue
+    let watcher: Watcher
+    let notify: SDNotify
+    let auto: AutoMode
     let router: Router
     let http: HTTPServer
 
@@ -17,9 +20,16 @@ final class Service: Sendable {
         self.logger = logger
         let metrics = Metrics(version: Engine.version)
         self.metrics = metrics
-        let jobs = JobQueue(config: config, metrics: metrics, logger: logger)
+        let watcher = Watcher(config: config, logger: logger)
+        self.watcher = watcher
+        let jobs = JobQueue(
+            config: config, metrics: metrics, logger: logger,
+            warm: WarmJobHooks(watcher: watcher, config: config, logger: logger))
         self.jobs = jobs
-        let api = API(config: config, jobs: jobs, metrics: metrics)
+        let notify = SDNotify()
+        self.notify = notify
+        self.auto = AutoMode(config: config, jobs: jobs, watcher: watcher, logger: logger, notify: notify)
+        let api = API(config: config, jobs: jobs, metrics: metrics, watcher: watcher)
         let router = api.router()
         self.router = router
         var http = HTTPServerConfiguration()
@@ -59,6 +69,7 @@ final class Service: Sendable {
             try FileSystem.createDirectories(instance.backupPath, mode: 0o700)
         }
         try jobs.recover()
+        try watcher.start()
         try http.start()
         logger.info(
             "asmtd listening",
@@ -70,6 +81,20 @@ final class Service: Sendable {
 
     var port: Int { http.port }
 
+    /// The start-up restores of the automatic mode, then READY=1 (asd, ordered after asmtd, starts only then).
+    func becomeReady() async {
+        let summary = await auto.startupRestores()
+        let status = summary.isEmpty ? "ready" : "ready; " + summary.joined(separator: "; ")
+        notify.ready(status: status)
+        logger.info("ready", metadata: ["status": "\(status)", "notify": "\(notify.enabled)"])
+    }
+
+    /// A second SIGTERM/SIGINT: cancel running jobs now and abandon the remaining stop-time backups.
+    func cancelShutdownWork() {
+        auto.abandoned.cancel()
+        jobs.cancelAll()
+    }
+
     /// Stops taking jobs (503), lets the running ones finish within shutdown-timeout, cancels the rest,
     /// then closes the HTTP server.
     func shutdown() async {
@@ -78,6 +103,12 @@ final class Service: Sendable {
         logger.info("shutting down", metadata: ["running-jobs": "\(active)"])
         await jobs.drain(timeout: .milliseconds(config.service.shutdownTimeoutMs))
         await http.shutdown(gracePeriod: .seconds(5))
+        if auto.needed && !auto.abandoned.isCancelled {
+            jobs.acceptInternalJobs()
+            await auto.stopBackups()
+            jobs.stopAccepting()
+        }
+        watcher.stop()
         logger.info("stopped")
     }
 }
