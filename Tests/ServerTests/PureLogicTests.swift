@@ -62,7 +62,9 @@ struct RequestDecodingTests {
     }
 
     @Test func everyCodeHasAStatus() {
-        for code in APIError.Code.allCases { #expect([400, 401, 404, 409, 415, 422, 500, 503, 507].contains(code.status)) }
+        for code in APIError.Code.allCases {
+            #expect([400, 401, 404, 409, 415, 422, 500, 503, 507].contains(code.status))
+        }
         #expect(APIError.Code.instanceBusy.status == 409)
         #expect(APIError.Code.noCompleteBackup.status == 422)
         #expect(APIError.Code.shuttingDown.status == 503)

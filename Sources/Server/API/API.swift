@@ -22,7 +22,8 @@ struct API: Sendable {
             let inventory = await backupInventory()
             let ready = readiness().status == "ready"
             return Responses.text(
-                200, metrics.render(inventory: inventory, ready: ready) + (await warmMetrics()), contentType: Exposition.contentType)
+                200, metrics.render(inventory: inventory, ready: ready) + (await warmMetrics()),
+                contentType: Exposition.contentType)
         }
         router.add("GET", "/openapi.yaml") { _ in
             Responses.text(200, OpenAPIDocument.text, contentType: "application/yaml")
