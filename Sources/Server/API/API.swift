@@ -35,17 +35,22 @@ struct API: Sendable {
     /// Checks the bearer token (when configured) and turns thrown API errors into the JSON envelope.
     func guarded(_ body: @escaping @Sendable (HTTPRequest) async throws(APIError) -> HTTPResponse) -> HTTPHandler {
         let token = config.authToken
+        let logger = jobs.logger
         return { request in
-            if let token {
-                guard let header = request.headers["Authorization"], Self.bearerMatches(header, token: token) else {
-                    return Responses.error(APIError(.unauthorized, "missing or wrong bearer token"))
-                }
-            }
+            var failure: APIError?
+            let response: HTTPResponse
             do throws(APIError) {
-                return try await body(request)
+                if let token {
+                    guard let header = request.headers["Authorization"], Self.bearerMatches(header, token: token)
+                    else { throw APIError(.unauthorized, "missing or wrong bearer token") }
+                }
+                response = try await body(request)
             } catch {
-                return Responses.error(error)
+                failure = error
+                response = Responses.error(error)
             }
+            RequestLog.record(request, response, error: failure, logger: logger)
+            return response
         }
     }
 

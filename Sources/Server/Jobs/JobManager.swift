@@ -268,7 +268,7 @@ final class JobManager: Sendable {
         logger.info(
             "job started",
             metadata: [
-                "job": "\(id)", "type": "\(started.type.rawValue)", "instance": "\(started.request.instance)",
+                "job": "\(id)", "type": "\(started.type.rawValue)", "instance": .typed(started.request.instance),
                 "namespaces": "\(started.request.namespaces.joined(separator: ","))", "backup": "\(started.backup)",
             ])
         var outcome: (JobState, JobErrorRecord?) = (.success, nil)
@@ -294,17 +294,13 @@ final class JobManager: Sendable {
         let seconds = Time.monotonic() - begin
         var metadata: Logger.Metadata = [
             "job": "\(id)", "type": "\(final.type.rawValue)", "outcome": "\(final.state.rawValue)",
-            "seconds": "\(String(format: "%.3f", seconds))", "bytes": "\(final.progress.bytesDone)",
+            "seconds": .typed(LogDecimal(seconds)), "bytes": .typed(final.progress.bytesDone),
         ]
         if let error = final.error {
             metadata["code"] = "\(error.code)"
             metadata["error"] = "\(error.message)"
         }
-        if final.state == .success {
-            logger.info("job finished", metadata: metadata)
-        } else {
-            logger.error("job finished", metadata: metadata)
-        }
+        logger.log(level: final.state == .failure ? .error : .info, "job finished", metadata: metadata)
         prune()
     }
 
