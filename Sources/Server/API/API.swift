@@ -22,7 +22,7 @@ struct API: Sendable {
         router.add("POST", "/v1/backup", guarded { (request) throws(APIError) in try await submitBackup(request) })
         router.add("POST", "/v1/restore", guarded { (request) throws(APIError) in try await submitRestore(request) })
         router.add("GET", "/v1/jobs", guarded { (request) throws(APIError) in try listJobs(request) })
-        router.add("GET", "/v1/jobs/{id}", guarded { (request) throws(APIError) in try getJob(request) })
+        router.add("GET", "/v1/jobs/{id}", guarded { (request) throws(APIError) in try await getJob(request) })
         router.add("POST", "/v1/jobs/{id}/cancel", guarded { (request) throws(APIError) in try cancelJob(request) })
         router.add("GET", "/v1/backups", guarded { (request) throws(APIError) in try listBackups(request) })
         router.add("GET", "/v1/backups/{id}", guarded { (request) throws(APIError) in try getBackup(request) })
@@ -176,9 +176,16 @@ struct API: Sendable {
             200, JobList(jobs: jobs.jobs(type: types, states: states, limit: limit).map { JobResource($0, now: now) }))
     }
 
-    func getJob(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+    /// `?wait=N` answers as soon as the job is finished, or with its state after N seconds.
+    func getJob(_ request: HTTPRequest) async throws(APIError) -> HTTPResponse {
         let id = request.pathParameters["id"] ?? ""
-        guard let record = jobs.job(id) else { throw APIError(.jobNotFound, "no job \(id)") }
+        let wait = try JobWait.seconds(request.query("wait"))
+        guard var record = jobs.job(id) else { throw APIError(.jobNotFound, "no job \(id)") }
+        if wait > 0 && !record.state.isFinished {
+            let jobs = jobs
+            _ = await jobs.completions.wait(for: id, timeout: .seconds(wait)) { jobs.job(id)?.state.isFinished ?? true }
+            record = jobs.job(id) ?? record
+        }
         return Responses.json(200, JobResource(record, now: Time.now()))
     }
 

@@ -33,6 +33,7 @@ final class JobManager: Sendable {
     let metrics: Metrics
     let logger: Logger
     private let state = Mutex(State())
+    let completions = JobCompletions()
 
     init(config: Config, metrics: Metrics, logger: Logger) {
         self.config = config
@@ -359,6 +360,7 @@ final class JobManager: Sendable {
             if s.backupsInUse[final.backup] == id { s.backupsInUse[final.backup] = nil }
             s.threads -= 1
         }
+        completions.finished(id)
         return final
     }
 
