@@ -19,9 +19,9 @@ enum EngineCLI {
         return try result.get()
     }
 
-    /// Runs a job with a progress line on a TTY; SIGINT and SIGTERM cancel it.
+    /// Runs a job with a progress line (on a terminal, or forced by `--progress`); SIGINT and SIGTERM cancel it.
     static func withProgress<T: Sendable>(
-        _ label: String, progress: JobProgress, token: CancellationToken,
+        _ label: String, progress: JobProgress, token: CancellationToken, display: ProgressDisplay,
         _ body: @escaping @Sendable () throws(EngineError) -> T
     ) async throws(EngineError) -> T {
         var sources: [any DispatchSourceSignal] = []
@@ -32,27 +32,28 @@ enum EngineCLI {
             source.resume()
             sources.append(source)
         }
-        let tty = isatty(STDERR_FILENO) == 1
         let started = Date()
         var timer: (any DispatchSourceTimer)?
-        if tty {
+        if display.enabled {
             let source = DispatchSource.makeTimerSource(queue: .global())
             timer = source
-            source.schedule(deadline: .now() + 0.5, repeating: 0.5)
+            source.schedule(deadline: .now() + display.interval, repeating: display.interval)
             source.setEventHandler {
                 let snap = progress.snapshot()
                 guard snap.bytesTotal > 0 else { return }
-                let percent = Double(snap.bytesDone) * 100 / Double(snap.bytesTotal)
-                let line = String(
-                    format: "\r%@ %5.1f%% %@ / %@, %d/%d segments, %@   ", label, percent, bytes(snap.bytesDone),
-                    bytes(snap.bytesTotal), snap.segmentsDone, snap.segmentsTotal, rate(snap.bytesDone, since: started))
-                FileHandle.standardError.write(Data(line.utf8))
+                let elapsed = Date().timeIntervalSince(started)
+                display.show(
+                    ProgressLine.render(
+                        label: label, bytesDone: snap.bytesDone, bytesTotal: snap.bytesTotal,
+                        segmentsDone: snap.segmentsDone, segmentsTotal: snap.segmentsTotal,
+                        bytesPerSecond: Double(snap.bytesDone) / max(elapsed, 0.001),
+                        etaSeconds: ProgressLine.eta(done: snap.bytesDone, total: snap.bytesTotal, elapsed: elapsed)))
             }
             source.resume()
         }
         defer {
             timer?.cancel()
-            if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            display.finish()
             for source in sources { source.cancel() }
             signal(SIGINT, SIG_DFL)
             signal(SIGTERM, SIG_DFL)
@@ -60,21 +61,43 @@ enum EngineCLI {
         return try await blocking(body)
     }
 
-    /// Prints one error line and returns the exit code to throw.
+    /// Plans (a refusal exits at once with its status), then runs with the progress line; returns the plan
+    /// and the run's outcome, so that `--json` can report a failed run too.
+    static func runPlanned<Plan: Sendable, Output: Sendable>(
+        _ label: String, progress: JobProgress, token: CancellationToken, display: ProgressDisplay,
+        plan: @escaping @Sendable () throws(EngineError) -> Plan,
+        run: @escaping @Sendable (Plan) throws(EngineError) -> Output
+    ) async throws(ExitCode) -> (Plan, Result<Output, EngineError>) {
+        do {
+            return try await withProgress(label, progress: progress, token: token, display: display) {
+                () throws(EngineError) in
+                let planned = try plan()
+                return (planned, Result { () throws(EngineError) in try run(planned) })
+            }
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    /// The engine commands work on asd's segments, which are root's, and a restore sets their owners: as
+    /// another user they would only find nothing, so they refuse at once with 77 (EX_NOPERM).
+    static func requireRoot(_ command: String) throws(ExitCode) {
+        if geteuid() != 0 {
+            throw fail(
+                message: "asmtd \(command) must run as root (shared memory of asd, owners of segments)",
+                status: .noPermission)
+        }
+    }
+
+    /// Prints one error line and returns the exit code to throw (``SysExit``).
     static func fail(_ error: EngineError) -> ExitCode {
         FileHandle.standardError.write(Data("asmtd: error: \(error.code.rawValue): \(error.message)\n".utf8))
-        return ExitCode(error.code == .canceled ? 130 : 1)
+        return ExitCode(SysExit.of(error).rawValue)
     }
 
-    static func fail(message: String) -> ExitCode {
+    static func fail(message: String, status: SysExit = .usage) -> ExitCode {
         FileHandle.standardError.write(Data("asmtd: error: \(message)\n".utf8))
-        return ExitCode(1)
-    }
-
-    static func json<T: Encodable>(_ value: T) -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return ((try? encoder.encode(value)) ?? Data()) + Data("\n".utf8)
+        return ExitCode(status.rawValue)
     }
 
     static func printPlan(_ segments: [PlannedSegment]) {
@@ -135,5 +158,12 @@ enum EngineCLI {
         }
         let (result, overflow) = value.multipliedReportingOverflow(by: multiplier)
         return overflow ? nil : result
+    }
+}
+
+extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }

@@ -32,14 +32,15 @@ struct AnalyzeCommand: AsyncParsableCommand {
     @Flag(help: "Plan compressed files (backup analysis).")
     var compress = false
 
-    @Flag(help: "Print the plan as JSON.")
+    @Flag(help: "Print the plan as JSON (as the API's dry run answers it).")
     var json = false
 
     func run() async throws {
+        try EngineCLI.requireRoot("analyze")
         let options = options
         let restore = restore
         let compress = compress
-        let plan: (instance: Int, directory: String, segments: [PlannedSegment], total: UInt64, data: Data)
+        let plan: (instance: Int, directory: String, segments: [PlannedSegment], total: UInt64, data: Data?)
         do {
             plan = try await EngineCLI.blocking { () throws(EngineError) in
                 if restore {
@@ -47,19 +48,25 @@ struct AnalyzeCommand: AsyncParsableCommand {
                         instance: options.instance, namespaces: options.namespaces, directory: options.path,
                         threads: options.threads)
                     let plan = try Engine.planRestore(request)
-                    return (plan.instance, plan.directory, plan.segments, plan.totalBytes, EngineCLI.json(plan))
+                    let view = API.PlanView(
+                        type: "restore", instance: plan.instance, path: plan.directory, namespaces: plan.namespaces,
+                        segments: plan.segments, totalBytes: plan.totalBytes)
+                    return (plan.instance, plan.directory, plan.segments, plan.totalBytes, JSONOutput.encode(view))
                 }
                 let request = BackupRequest(
                     instance: options.instance, namespaces: options.namespaces, directory: options.path,
                     compress: compress, threads: options.threads)
                 let plan = try Engine.planBackup(request)
-                return (plan.instance, plan.directory, plan.segments, plan.totalBytes, EngineCLI.json(plan))
+                let view = API.PlanView(
+                    type: "backup", instance: plan.instance, path: plan.directory, namespaces: plan.namespaces,
+                    segments: plan.segments, totalBytes: plan.totalBytes)
+                return (plan.instance, plan.directory, plan.segments, plan.totalBytes, JSONOutput.encode(view))
             }
         } catch {
             throw EngineCLI.fail(error)
         }
         if json {
-            FileHandle.standardOutput.write(plan.data)
+            FileHandle.standardOutput.write((plan.data ?? Data()) + Data("\n".utf8))
             return
         }
         EngineCLI.printPlan(plan.segments)
@@ -81,23 +88,42 @@ struct BackupCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Read the files back and check them against the segments.")
     var verify = true
 
+    @OptionGroup var output: JobOutputOptions
+
     func run() async throws {
+        try EngineCLI.requireRoot("backup")
         let request = BackupRequest(
             instance: options.instance, namespaces: options.namespaces, directory: options.path, compress: compress,
             verify: verify, threads: options.threads)
         let progress = JobProgress()
         let token = CancellationToken()
         let started = Date()
-        let manifest: BackupManifest
-        do {
-            manifest = try await EngineCLI.withProgress("backup", progress: progress, token: token) {
-                () throws(EngineError) in
-                let plan = try Engine.planBackup(request)
-                return try Engine.backup(plan, request: request, progress: progress, cancellation: token)
-            }
-        } catch {
-            throw EngineCLI.fail(error)
+        let display = ProgressDisplay(force: output.progress)
+        let (plan, result) = try await EngineCLI.runPlanned(
+            "backup", progress: progress, token: token, display: display
+        ) {
+            () throws(EngineError) in
+            try Engine.planBackup(request)
+        } run: { (plan) throws(EngineError) in
+            try Engine.backup(plan, request: request, progress: progress, cancellation: token)
         }
+        if output.json {
+            let run = LocalJobReport.Run(
+                type: .backup,
+                request: JobRequest(
+                    instance: request.instance, namespaces: request.namespaces, compress: compress, verify: verify,
+                    threads: request.threads),
+                directory: request.directory, segments: plan.segments, started: started.timeIntervalSince1970)
+            JSONOutput.write(
+                LocalJobReport.resource(run, progress: progress.snapshot(), finished: Time.now(), error: result.failure)
+            )
+        }
+        let manifest: BackupManifest
+        switch result {
+        case .success(let value): manifest = value
+        case .failure(let error): throw EngineCLI.fail(error)
+        }
+        if output.json { return }
         let total = manifest.segments.reduce(UInt64(0)) { $0 + $1.size }
         let files = manifest.segments.reduce(UInt64(0)) { $0 + $1.fileSize }
         print(
@@ -119,7 +145,10 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(help: .hidden)
     var compress = false
 
+    @OptionGroup var output: JobOutputOptions
+
     func run() async throws {
+        try EngineCLI.requireRoot("restore")
         if compress {
             FileHandle.standardError.write(
                 Data("asmtd: note: --compress is not needed: restore decides per file\n".utf8))
@@ -130,17 +159,28 @@ struct RestoreCommand: AsyncParsableCommand {
         let progress = JobProgress()
         let token = CancellationToken()
         let started = Date()
-        let plan: RestorePlan
-        do {
-            plan = try await EngineCLI.withProgress("restore", progress: progress, token: token) {
-                () throws(EngineError) in
-                let plan = try Engine.planRestore(request)
-                try Engine.restore(plan, request: request, progress: progress, cancellation: token)
-                return plan
-            }
-        } catch {
-            throw EngineCLI.fail(error)
+        let display = ProgressDisplay(force: output.progress)
+        let (plan, result) = try await EngineCLI.runPlanned(
+            "restore", progress: progress, token: token, display: display
+        ) {
+            () throws(EngineError) in
+            try Engine.planRestore(request)
+        } run: { (plan) throws(EngineError) in
+            try Engine.restore(plan, request: request, progress: progress, cancellation: token)
         }
+        if output.json {
+            let run = LocalJobReport.Run(
+                type: .restore,
+                request: JobRequest(
+                    instance: request.instance, namespaces: request.namespaces, compress: nil, verify: request.verify,
+                    threads: request.threads),
+                directory: request.directory, segments: plan.segments, started: started.timeIntervalSince1970)
+            JSONOutput.write(
+                LocalJobReport.resource(run, progress: progress.snapshot(), finished: Time.now(), error: result.failure)
+            )
+        }
+        if case .failure(let error) = result { throw EngineCLI.fail(error) }
+        if output.json { return }
         print(
             "restored \(plan.segments.count) segments (\(EngineCLI.bytes(plan.totalBytes))) from \(request.directory) "
                 + "in \(EngineCLI.elapsed(since: started)), " + EngineCLI.rate(plan.totalBytes, since: started)
@@ -155,7 +195,7 @@ struct SegmentsCommand: AsyncParsableCommand {
     @Option(help: "Only this instance (0..15).")
     var instance: Int?
 
-    @Flag(help: "Print JSON.")
+    @Flag(help: "Print JSON (as GET /v1/segments answers it).")
     var json = false
 
     func run() async throws {
@@ -172,7 +212,7 @@ struct SegmentsCommand: AsyncParsableCommand {
             throw EngineCLI.fail(error)
         }
         if json {
-            FileHandle.standardOutput.write(EngineCLI.json(segments))
+            JSONOutput.write(API.SegmentList(segments: segments.sorted { $0.key < $1.key }.map(API.SegmentView.init)))
             return
         }
         var rows = [["KEY", "SHMID", "KIND", "NAMESPACE", "SIZE", "ATTACHED", "OWNER", "MODE"]]

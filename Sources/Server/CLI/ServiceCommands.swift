@@ -6,7 +6,7 @@ import Logging
 // Owned by the service work (issue 4).
 
 /// EX_CONFIG from sysexits.h: systemd's RestartPreventExitStatus=78 stops a restart loop on a bad config.
-let exitConfigError: Int32 = 78
+let exitConfigError: Int32 = SysExit.config.rawValue
 
 /// Loads the config or prints every error (one line each) and exits 78.
 func loadConfigOrExit(_ path: String) throws -> Config {
