@@ -17,6 +17,7 @@ struct AsmtdCommand: AsyncParsableCommand {
             RestoreCommand.self,
             SegmentsCommand.self,
             DemoCommand.self,
+            JobCommand.self,
         ],
         defaultSubcommand: ServeCommand.self
     )
