@@ -61,21 +61,42 @@ enum EngineCLI {
         return try await blocking(body)
     }
 
-    /// Plans (a refusal exits at once with its status), then runs with the progress line; returns the plan
-    /// and the run's outcome, so that `--json` can report a failed run too.
-    static func runPlanned<Plan: Sendable, Output: Sendable>(
-        _ label: String, progress: JobProgress, token: CancellationToken, display: ProgressDisplay,
+    /// A local backup or restore: plans (a refusal exits at once with its status), runs with the progress
+    /// line, prints the job object with `--json` (of a failed run too), and exits with the run's status when
+    /// it failed.
+    static func runJob<Plan: Sendable, Output: Sendable>(
+        _ type: JobType, request: JobRequest, directory: String, output: JobOutputOptions,
         plan: @escaping @Sendable () throws(EngineError) -> Plan,
-        run: @escaping @Sendable (Plan) throws(EngineError) -> Output
-    ) async throws(ExitCode) -> (Plan, Result<Output, EngineError>) {
+        segments: (Plan) -> [PlannedSegment],
+        run: @escaping @Sendable (Plan, JobProgress, CancellationToken) throws(EngineError) -> Output
+    ) async throws(ExitCode) -> (plan: Plan, output: Output) {
+        let progress = JobProgress()
+        let token = CancellationToken()
+        let started = Time.now()
+        let display = ProgressDisplay(force: output.progress)
+        let planned: Plan
+        let result: Result<Output, EngineError>
         do {
-            return try await withProgress(label, progress: progress, token: token, display: display) {
+            (planned, result) = try await withProgress(
+                type.rawValue, progress: progress, token: token, display: display
+            ) {
                 () throws(EngineError) in
                 let planned = try plan()
-                return (planned, Result { () throws(EngineError) in try run(planned) })
+                return (planned, Result { () throws(EngineError) in try run(planned, progress, token) })
             }
         } catch {
             throw fail(error)
+        }
+        if output.json {
+            let report = LocalJobReport.Run(
+                type: type, request: request, directory: directory, segments: segments(planned), started: started)
+            JSONOutput.write(
+                LocalJobReport.resource(
+                    report, progress: progress.snapshot(), finished: Time.now(), error: result.failure))
+        }
+        switch result {
+        case .success(let value): return (planned, value)
+        case .failure(let error): throw fail(error)
         }
     }
 
@@ -162,7 +183,7 @@ enum EngineCLI {
 }
 
 extension Result {
-    var failure: Failure? {
+    fileprivate var failure: Failure? {
         if case .failure(let error) = self { return error }
         return nil
     }

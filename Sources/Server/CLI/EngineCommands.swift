@@ -95,34 +95,20 @@ struct BackupCommand: AsyncParsableCommand {
         let request = BackupRequest(
             instance: options.instance, namespaces: options.namespaces, directory: options.path, compress: compress,
             verify: verify, threads: options.threads)
-        let progress = JobProgress()
-        let token = CancellationToken()
         let started = Date()
-        let display = ProgressDisplay(force: output.progress)
-        let (plan, result) = try await EngineCLI.runPlanned(
-            "backup", progress: progress, token: token, display: display
-        ) {
-            () throws(EngineError) in
+        let manifest = try await EngineCLI.runJob(
+            .backup,
+            request: JobRequest(
+                instance: request.instance, namespaces: request.namespaces, compress: compress, verify: verify,
+                threads: request.threads),
+            directory: request.directory, output: output
+        ) { () throws(EngineError) in
             try Engine.planBackup(request)
-        } run: { (plan) throws(EngineError) in
+        } segments: {
+            $0.segments
+        } run: { (plan, progress, token) throws(EngineError) in
             try Engine.backup(plan, request: request, progress: progress, cancellation: token)
-        }
-        if output.json {
-            let run = LocalJobReport.Run(
-                type: .backup,
-                request: JobRequest(
-                    instance: request.instance, namespaces: request.namespaces, compress: compress, verify: verify,
-                    threads: request.threads),
-                directory: request.directory, segments: plan.segments, started: started.timeIntervalSince1970)
-            JSONOutput.write(
-                LocalJobReport.resource(run, progress: progress.snapshot(), finished: Time.now(), error: result.failure)
-            )
-        }
-        let manifest: BackupManifest
-        switch result {
-        case .success(let value): manifest = value
-        case .failure(let error): throw EngineCLI.fail(error)
-        }
+        }.output
         if output.json { return }
         let total = manifest.segments.reduce(UInt64(0)) { $0 + $1.size }
         let files = manifest.segments.reduce(UInt64(0)) { $0 + $1.fileSize }
@@ -156,30 +142,20 @@ struct RestoreCommand: AsyncParsableCommand {
         let request = RestoreRequest(
             instance: options.instance, namespaces: options.namespaces, directory: options.path, verify: verify,
             threads: options.threads)
-        let progress = JobProgress()
-        let token = CancellationToken()
         let started = Date()
-        let display = ProgressDisplay(force: output.progress)
-        let (plan, result) = try await EngineCLI.runPlanned(
-            "restore", progress: progress, token: token, display: display
-        ) {
-            () throws(EngineError) in
+        let plan = try await EngineCLI.runJob(
+            .restore,
+            request: JobRequest(
+                instance: request.instance, namespaces: request.namespaces, compress: nil, verify: request.verify,
+                threads: request.threads),
+            directory: request.directory, output: output
+        ) { () throws(EngineError) in
             try Engine.planRestore(request)
-        } run: { (plan) throws(EngineError) in
+        } segments: {
+            $0.segments
+        } run: { (plan, progress, token) throws(EngineError) in
             try Engine.restore(plan, request: request, progress: progress, cancellation: token)
-        }
-        if output.json {
-            let run = LocalJobReport.Run(
-                type: .restore,
-                request: JobRequest(
-                    instance: request.instance, namespaces: request.namespaces, compress: nil, verify: request.verify,
-                    threads: request.threads),
-                directory: request.directory, segments: plan.segments, started: started.timeIntervalSince1970)
-            JSONOutput.write(
-                LocalJobReport.resource(run, progress: progress.snapshot(), finished: Time.now(), error: result.failure)
-            )
-        }
-        if case .failure(let error) = result { throw EngineCLI.fail(error) }
+        }.plan
         if output.json { return }
         print(
             "restored \(plan.segments.count) segments (\(EngineCLI.bytes(plan.totalBytes))) from \(request.directory) "

@@ -1,41 +1,8 @@
 import Foundation
 
-/// The job object as the client reads it (the API's kebab-case keys).
-struct ClientJob: Decodable, Sendable {
-    struct Progress: Decodable, Sendable {
-        var bytesTotal: UInt64
-        var bytesDone: UInt64
-        var segmentsTotal: Int
-        var segmentsDone: Int
-        var bytesPerSecond: Double
-        var estimatedEndTime: String?
-
-        enum CodingKeys: String, CodingKey {
-            case bytesTotal = "bytes-total", bytesDone = "bytes-done", segmentsTotal = "segments-total"
-            case segmentsDone = "segments-done", bytesPerSecond = "bytes-per-second"
-            case estimatedEndTime = "estimated-end-time"
-        }
-    }
-
-    struct Failure: Decodable, Sendable {
-        var code: String
-        var message: String
-    }
-
-    var id: String
-    var type: String
-    var state: String
-    var instance: Int
-    var namespaces: [String]
-    var backup: String
-    var path: String
-    var created: String
-    var started: String?
-    var finished: String?
-    var progress: Progress
-    var error: Failure?
-
-    var isFinished: Bool { ["success", "failure", "canceled"].contains(state) }
+/// The client reads the job object with the very type the API writes it with.
+extension JobResource {
+    var isFinished: Bool { JobState(rawValue: state)?.isFinished ?? false }
 
     /// The exit status a finished job stands for: 0 success, 130 canceled, else its error code's.
     var exitStatus: SysExit {
@@ -80,16 +47,16 @@ struct JobClient: Sendable {
             status: response.status)
     }
 
-    static func decodeJob(_ body: [UInt8]) throws(ClientError) -> ClientJob {
+    static func decodeJob(_ body: [UInt8]) throws(ClientError) -> JobResource {
         do {
-            return try JSONDecoder().decode(ClientJob.self, from: Data(body))
+            return try JSONDecoder().decode(JobResource.self, from: Data(body))
         } catch {
             throw ClientError(code: "UNEXPECTED_ANSWER", message: "the answer is not a job object: \(error)")
         }
     }
 
     /// One job; with `wait` > 0 a long-poll that answers when the job ends or after `wait` seconds.
-    func job(_ id: String, wait: Int = 0) throws(ClientError) -> (job: ClientJob, body: [UInt8]) {
+    func job(_ id: String, wait: Int = 0) throws(ClientError) -> (job: JobResource, body: [UInt8]) {
         let query = wait > 0 ? "?wait=\(wait)" : ""
         let response = try call("GET", "/v1/jobs/\(ServerURL.segment(id))\(query)", timeout: wait + 30)
         return (try Self.decodeJob(response.body), response.body)
@@ -98,9 +65,9 @@ struct JobClient: Sendable {
     /// Long-polls until the job ends; `update` sees every state on the way (about once a second when
     /// `often`, else once a minute or at the end).
     func waitForEnd(
-        _ id: String, often: Bool, update: (ClientJob) -> Void
+        _ id: String, often: Bool, update: (JobResource) -> Void
     ) throws(ClientError)
-        -> (job: ClientJob, body: [UInt8])
+        -> (job: JobResource, body: [UInt8])
     {
         var current = try job(id)
         update(current.job)

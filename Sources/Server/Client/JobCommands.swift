@@ -56,6 +56,15 @@ struct FollowOptions: ParsableArguments {
 }
 
 enum ClientOutput {
+    /// The value of a call, or its error printed and turned into the exit status.
+    static func orExit<T>(_ body: () throws(ClientError) -> T) throws(ExitCode) -> T {
+        do {
+            return try body()
+        } catch {
+            throw fail(error)
+        }
+    }
+
     static func fail(_ error: ClientError) -> ExitCode {
         FileHandle.standardError.write(Data("asmtd: error: \(error.code): \(error.message)\n".utf8))
         return ExitCode(error.exitStatus.rawValue)
@@ -72,7 +81,7 @@ enum ClientOutput {
         return formatter.date(from: text)?.timeIntervalSince1970
     }
 
-    static func progressLine(_ job: ClientJob, now: Date = Date()) -> String {
+    static func progressLine(_ job: JobResource, now: Date = Date()) -> String {
         let p = job.progress
         let eta = p.estimatedEndTime.flatMap(parseTime).map { max(0, $0 - now.timeIntervalSince1970) }
         return ProgressLine.render(
@@ -81,7 +90,7 @@ enum ClientOutput {
     }
 
     /// One line about a job (pure).
-    static func summary(_ job: ClientJob) -> String {
+    static func summary(_ job: JobResource) -> String {
         var line =
             "job \(job.id) \(job.state): \(job.type) of instance \(job.instance) (\(job.namespaces.joined(separator: ","))), "
             + "backup \(job.backup), \(job.progress.segmentsDone)/\(job.progress.segmentsTotal) segments, "
@@ -92,14 +101,14 @@ enum ClientOutput {
 
     /// Follows a job to its end (with `--wait`) or prints it as submitted; the exit status follows the job.
     static func follow(
-        _ client: JobClient, submitted: ClientJob, body: [UInt8], options: FollowOptions
+        _ client: JobClient, submitted: JobResource, body: [UInt8], options: FollowOptions
     ) throws(ExitCode) {
         guard options.wait else {
             if options.json { printBody(body) } else { print(submitted.id) }
             return
         }
         let display = ProgressDisplay(force: options.progress)
-        let final: (job: ClientJob, body: [UInt8])
+        let final: (job: JobResource, body: [UInt8])
         do {
             final = try client.waitForEnd(submitted.id, often: display.enabled) { job in
                 if job.state == "running" && job.progress.bytesTotal > 0 { display.show(progressLine(job)) }
@@ -165,22 +174,12 @@ private func submit(
     _ path: String, _ body: SubmissionBody, client clientOptions: ClientOptions, follow: FollowOptions
 ) throws(ExitCode) {
     let client = try clientOptions.client()
-    let response: ClientResponse
-    do {
-        response = try client.call("POST", path, body: body.bytes)
-    } catch {
-        throw ClientOutput.fail(error)
-    }
+    let response = try ClientOutput.orExit { () throws(ClientError) in try client.call("POST", path, body: body.bytes) }
     if body.dryRun == true {
         ClientOutput.printPlan(response.body, json: follow.json)
         return
     }
-    let job: ClientJob
-    do {
-        job = try JobClient.decodeJob(response.body)
-    } catch {
-        throw ClientOutput.fail(error)
-    }
+    let job = try ClientOutput.orExit { () throws(ClientError) in try JobClient.decodeJob(response.body) }
     try ClientOutput.follow(client, submitted: job, body: response.body, options: follow)
 }
 
@@ -246,17 +245,12 @@ struct JobListCommand: ParsableCommand {
         if let state { query.append("state=\(ServerURL.segment(state))") }
         if let limit { query.append("limit=\(limit)") }
         let path = "/v1/jobs" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
-        let response: ClientResponse
-        do {
-            response = try client.call("GET", path)
-        } catch {
-            throw ClientOutput.fail(error)
-        }
+        let response = try ClientOutput.orExit { () throws(ClientError) in try client.call("GET", path) }
         if json {
             ClientOutput.printBody(response.body)
             return
         }
-        struct List: Decodable { var jobs: [ClientJob] }
+        struct List: Decodable { var jobs: [JobResource] }
         let list = (try? JSONDecoder().decode(List.self, from: Data(response.body)))?.jobs ?? []
         var rows = [["ID", "TYPE", "STATE", "INSTANCE", "NAMESPACES", "CREATED", "DONE", "ERROR"]]
         for job in list {
@@ -281,12 +275,7 @@ struct JobShowCommand: ParsableCommand {
 
     func run() throws {
         let client = try client.client()
-        let answer: (job: ClientJob, body: [UInt8])
-        do {
-            answer = try client.job(id)
-        } catch {
-            throw ClientOutput.fail(error)
-        }
+        let answer = try ClientOutput.orExit { () throws(ClientError) in try client.job(id) }
         if json { ClientOutput.printBody(answer.body) } else { print(ClientOutput.summary(answer.job)) }
     }
 }
@@ -303,12 +292,7 @@ struct JobWaitCommand: ParsableCommand {
 
     func run() throws {
         let client = try client.client()
-        let answer: (job: ClientJob, body: [UInt8])
-        do {
-            answer = try client.job(id)
-        } catch {
-            throw ClientOutput.fail(error)
-        }
+        let answer = try ClientOutput.orExit { () throws(ClientError) in try client.job(id) }
         var options = FollowOptions()
         options.wait = true
         options.progress = progress
@@ -328,21 +312,14 @@ struct JobCancelCommand: ParsableCommand {
 
     func run() throws {
         let client = try client.client()
-        let response: ClientResponse
-        do {
-            response = try client.call("POST", "/v1/jobs/\(ServerURL.segment(id))/cancel")
-        } catch {
-            throw ClientOutput.fail(error)
+        let response = try ClientOutput.orExit { () throws(ClientError) in
+            try client.call("POST", "/v1/jobs/\(ServerURL.segment(id))/cancel")
         }
         guard wait else {
             if json { ClientOutput.printBody(response.body) } else { print("cancel requested for job \(id)") }
             return
         }
-        let final: (job: ClientJob, body: [UInt8])
-        do {
-            final = try client.waitForEnd(id, often: false) { _ in }
-        } catch {
-            throw ClientOutput.fail(error)
+        let final = try ClientOutput.orExit { () throws(ClientError) in try client.waitForEnd(id, often: false) { _ in }
         }
         if json { ClientOutput.printBody(final.body) } else { print(ClientOutput.summary(final.job)) }
         if final.job.state != "canceled" && final.job.exitStatus != .success {
