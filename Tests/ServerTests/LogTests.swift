@@ -39,6 +39,12 @@ struct LogLineTests {
                 + "\n")
     }
 
+    @Test func aPlainLineIsOneLine() {
+        let line = ServiceLogHandler.format(
+            time: 0, level: .warning, message: "bad record\nsecond", metadata: ["v": "x\ny"], json: false)
+        #expect(line == #"1970-01-01T00:00:00.000Z WARNING bad record\nsecond v="x\ny""# + "\n")
+    }
+
     @Test func logfmtKeysNeverBreakALine() {
         #expect(ServiceLogHandler.logfmtKey("a b=c") == "a_b_c")
         #expect(ServiceLogHandler.logfmtKey("running-jobs") == "running-jobs")

@@ -47,7 +47,11 @@ struct ServiceLogHandler: LogHandler {
             for key in keys { fields.append("\(quote(key)):\(jsonValue(metadata[key]!))") }
             return "{" + fields.joined(separator: ",") + "}\n"
         }
-        var line = "\(Time.rfc3339(time)) \(levelName) \(message)"
+        // A control character in the message would break the line: then it is escaped as in a quoted value.
+        let safeMessage =
+            message.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f }
+            ? String(quote(message).dropFirst().dropLast()) : message
+        var line = "\(Time.rfc3339(time)) \(levelName) \(safeMessage)"
         for key in keys { line += " \(logfmtKey(key))=\(logfmtValue(plainText(metadata[key]!)))" }
         return line + "\n"
     }
