@@ -22,15 +22,19 @@ struct LongPollTests {
         let start = clock.now
         async let first = completions.wait(for: "a", timeout: .seconds(30)) { done.value.load(ordering: .acquiring) }
         async let second = completions.wait(for: "a", timeout: .seconds(30)) { done.value.load(ordering: .acquiring) }
-        async let other = completions.wait(for: "b", timeout: .milliseconds(300)) { false }
-        // Both waiters of "a" are registered before the job finishes (or they see it finished): no sleep needed.
-        while completions.count < 3 { await Task.yield() }
+        async let other = completions.wait(for: "b", timeout: .seconds(30)) { false }
+        // Every waiter is registered before the job finishes: the finish of "a" must reach both of its waiters
+        // (a waiter that registered after the finish would see the job finished, but then nothing is tested).
+        while completions.waiting(for: "a") < 2 || completions.waiting(for: "b") < 1 { await Task.yield() }
         done.value.store(true, ordering: .releasing)
         completions.finished("a")
         #expect(await first)
         #expect(await second)
         #expect(clock.now - start < .seconds(10))
-        #expect(await other == false)
+        // "b" is untouched by the finish of "a".
+        #expect(completions.waiting(for: "b") == 1)
+        completions.finished("b")
+        #expect(await other)
         #expect(completions.count == 0)
     }
 

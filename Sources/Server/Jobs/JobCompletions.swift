@@ -49,8 +49,11 @@ final class JobCompletions: Sendable {
         for waiter in waiters.values { waiter.continuation.resume(returning: true) }
     }
 
-    /// Waiters registered right now (for tests and shutdown logs).
+    /// Waiters registered right now.
     var count: Int { state.withLock { $0.waiters.values.reduce(0) { $0 + $1.count } } }
+
+    /// Waiters of job `id` registered right now.
+    func waiting(for id: String) -> Int { state.withLock { $0.waiters[id]?.count ?? 0 } }
 
     private func resume(_ id: String, _ ticket: Int, finished: Bool) {
         let waiter: Waiter? = state.withLock { s in
