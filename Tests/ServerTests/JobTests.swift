@@ -153,6 +153,11 @@ extension ShmTests {
             let job = try await server.waitForJob(id)
             #expect(job["state"] as? String == "canceled", "\(job)")
             #expect((job["error"] as? [String: Any])?["code"] as? String == "CANCELED")
+            // The user's cancel is not an error: INFO, with who asked.
+            let finished = await server.process.logLine(containing: ["job finished", "outcome=canceled"])
+            #expect(finished?.contains(" INFO job finished") == true, "\(server.process.text)")
+            let asked = await server.process.logLine(containing: ["INFO request", "route=/v1/jobs/{id}/cancel"])
+            #expect(asked?.contains("peer=127.0.0.1:") == true && asked?.contains("status=202") == true)
             // Nothing half-done is left: no backup directory.
             #expect(FileSystem.list(server.backupPath).isEmpty)
             let metrics = try await server.request("GET", "/metrics").text

@@ -31,7 +31,7 @@ struct API: Sendable {
         router.add("POST", "/v1/backup", guarded { (request) throws(APIError) in try await submitBackup(request) })
         router.add("POST", "/v1/restore", guarded { (request) throws(APIError) in try await submitRestore(request) })
         router.add("GET", "/v1/jobs", guarded { (request) throws(APIError) in try listJobs(request) })
-        router.add("GET", "/v1/jobs/{id}", guarded { (request) throws(APIError) in try getJob(request) })
+        router.add("GET", "/v1/jobs/{id}", guarded { (request) throws(APIError) in try await getJob(request) })
         router.add("POST", "/v1/jobs/{id}/cancel", guarded { (request) throws(APIError) in try cancelJob(request) })
         router.add("GET", "/v1/backups", guarded { (request) throws(APIError) in try listBackups(request) })
         router.add("GET", "/v1/backups/{id}", guarded { (request) throws(APIError) in try getBackup(request) })
@@ -45,22 +45,28 @@ struct API: Sendable {
     /// Checks the bearer token (when configured) and turns thrown API errors into the JSON envelope.
     func guarded(_ body: @escaping @Sendable (HTTPRequest) async throws(APIError) -> HTTPResponse) -> HTTPHandler {
         let token = config.authToken
+        let logger = jobs.logger
         return { request in
-            if let token {
-                guard let header = request.headers["Authorization"], Self.bearerMatches(header, token: token) else {
-                    return Responses.error(APIError(.unauthorized, "missing or wrong bearer token"))
-                }
-            }
-            if request.method == "POST", !request.body.isEmpty, !Self.isJSONMediaType(request.headers["Content-Type"]) {
-                let given = request.headers["Content-Type"] ?? ""
-                return Responses.error(
-                    APIError(.unsupportedMediaType, "the request body must be application/json, not \"\(given)\""))
-            }
+            var failure: APIError?
+            let response: HTTPResponse
             do throws(APIError) {
-                return try await body(request)
+                if let token {
+                    guard let header = request.headers["Authorization"], Self.bearerMatches(header, token: token)
+                    else { throw APIError(.unauthorized, "missing or wrong bearer token") }
+                }
+                if request.method == "POST", !request.body.isEmpty,
+                    !Self.isJSONMediaType(request.headers["Content-Type"])
+                {
+                    let given = request.headers["Content-Type"] ?? ""
+                    throw APIError(.unsupportedMediaType, "the request body must be application/json, not \"\(given)\"")
+                }
+                response = try await body(request)
             } catch {
-                return Responses.error(error)
+                failure = error
+                response = Responses.error(error)
             }
+            RequestLog.record(request, response, error: failure, logger: logger)
+            return response
         }
     }
 
@@ -177,9 +183,16 @@ struct API: Sendable {
         return Responses.json(200, JobList(jobs: records.map { JobResource($0, now: now) }))
     }
 
-    func getJob(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+    /// `?wait=N` answers as soon as the job is finished, or with its state after N seconds.
+    func getJob(_ request: HTTPRequest) async throws(APIError) -> HTTPResponse {
         let id = request.pathParameters["id"] ?? ""
-        guard let record = jobs.job(id) else { throw APIError(.jobNotFound, "no job \(id)") }
+        let wait = try JobWait.seconds(request.query("wait"))
+        guard var record = jobs.job(id) else { throw APIError(.jobNotFound, "no job \(id)") }
+        if wait > 0 && !record.state.isFinished {
+            let jobs = jobs
+            _ = await jobs.completions.wait(for: id, timeout: .seconds(wait)) { jobs.job(id)?.state.isFinished ?? true }
+            record = jobs.job(id) ?? record
+        }
         return Responses.json(200, JobResource(record, now: Time.now()))
     }
 

@@ -1,6 +1,6 @@
 /// The job object as the API shows it (kebab-case, RFC 3339 times, progress figures).
-struct JobResource: Sendable, Encodable {
-    struct Progress: Sendable, Encodable {
+struct JobResource: Sendable, Codable {
+    struct Progress: Sendable, Codable {
         var bytesTotal: UInt64
         var bytesDone: UInt64
         var segmentsTotal: Int
@@ -27,7 +27,7 @@ struct JobResource: Sendable, Encodable {
         }
     }
 
-    struct Request: Sendable, Encodable {
+    struct Request: Sendable, Codable {
         var instance: Int
         var namespaces: [String]
         var compress: Bool?

@@ -8,11 +8,9 @@ enum Responses {
     static func json<T: Encodable>(
         _ status: Int, _ value: T, headers extra: HTTPHeaders = HTTPHeaders()
     ) -> HTTPResponse {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         var headers = extra
         headers.replaceOrAdd(name: "Content-Type", value: jsonType)
-        guard let data = try? encoder.encode(value) else {
+        guard let data = JSONOutput.encode(value) else {
             return error(APIError(.internalError, "cannot encode the response"))
         }
         return HTTPResponse(status: status, headers: headers, body: Array(data) + [0x0a])

@@ -58,7 +58,7 @@ struct CleanupCommand: AsyncParsableCommand {
             throw EngineCLI.fail(error)
         }
         if json {
-            FileHandle.standardOutput.write(EngineCLI.json(report))
+            JSONOutput.write(report)
         } else {
             Self.print(report)
         }

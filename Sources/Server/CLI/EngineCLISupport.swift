@@ -15,9 +15,9 @@ enum EngineCLI {
         return try result.get()
     }
 
-    /// Runs a job with a progress line on a TTY; SIGINT and SIGTERM cancel it.
+    /// Runs a job with a progress line (on a terminal, or forced by `--progress`); SIGINT and SIGTERM cancel it.
     static func withProgress<T: Sendable>(
-        _ label: String, progress: JobProgress, token: CancellationToken,
+        _ label: String, progress: JobProgress, token: CancellationToken, display: ProgressDisplay,
         _ body: @escaping @Sendable () throws(EngineError) -> T
     ) async throws(EngineError) -> T {
         var sources: [any DispatchSourceSignal] = []
@@ -28,27 +28,28 @@ enum EngineCLI {
             source.resume()
             sources.append(source)
         }
-        let tty = isatty(STDERR_FILENO) == 1
         let started = Date()
         var timer: (any DispatchSourceTimer)?
-        if tty {
+        if display.enabled {
             let source = DispatchSource.makeTimerSource(queue: .global())
             timer = source
-            source.schedule(deadline: .now() + 0.5, repeating: 0.5)
+            source.schedule(deadline: .now() + display.interval, repeating: display.interval)
             source.setEventHandler {
                 let snap = progress.snapshot()
                 guard snap.bytesTotal > 0 else { return }
-                let percent = Double(snap.bytesDone) * 100 / Double(snap.bytesTotal)
-                let line = String(
-                    format: "\r%@ %5.1f%% %@ / %@, %d/%d segments, %@   ", label, percent, bytes(snap.bytesDone),
-                    bytes(snap.bytesTotal), snap.segmentsDone, snap.segmentsTotal, rate(snap.bytesDone, since: started))
-                FileHandle.standardError.write(Data(line.utf8))
+                let elapsed = Date().timeIntervalSince(started)
+                display.show(
+                    ProgressLine.render(
+                        label: label, bytesDone: snap.bytesDone, bytesTotal: snap.bytesTotal,
+                        segmentsDone: snap.segmentsDone, segmentsTotal: snap.segmentsTotal,
+                        bytesPerSecond: Double(snap.bytesDone) / max(elapsed, 0.001),
+                        etaSeconds: ProgressLine.eta(done: snap.bytesDone, total: snap.bytesTotal, elapsed: elapsed)))
             }
             source.resume()
         }
         defer {
             timer?.cancel()
-            if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            display.finish()
             for source in sources { source.cancel() }
             signal(SIGINT, SIG_DFL)
             signal(SIGTERM, SIG_DFL)
@@ -62,30 +63,68 @@ enum EngineCLI {
         try InstanceLock.acquire(instance: instance, holder: "asmtd \(job) (CLI)")
     }
 
-    /// Prints one error line and returns the exit code to throw.
+    /// A local backup or restore: plans (a refusal exits at once with its status), runs with the progress
+    /// line, prints the job object with `--json` (of a failed run too), and exits with the run's status when
+    /// it failed.
+    static func runJob<Plan: Sendable, Output: Sendable>(
+        _ type: JobType, request: JobRequest, directory: String, output: JobOutputOptions,
+        plan: @escaping @Sendable () throws(EngineError) -> Plan,
+        segments: (Plan) -> [PlannedSegment],
+        run: @escaping @Sendable (Plan, JobProgress, CancellationToken) throws(EngineError) -> Output
+    ) async throws(ExitCode) -> (plan: Plan, output: Output) {
+        let progress = JobProgress()
+        let token = CancellationToken()
+        let started = Time.now()
+        let display = ProgressDisplay(force: output.progress)
+        let planned: Plan
+        let result: Result<Output, EngineError>
+        do {
+            (planned, result) = try await withProgress(
+                type.rawValue, progress: progress, token: token, display: display
+            ) {
+                () throws(EngineError) in
+                let planned = try plan()
+                return (planned, Result { () throws(EngineError) in try run(planned, progress, token) })
+            }
+        } catch {
+            throw fail(error)
+        }
+        if output.json {
+            let report = LocalJobReport.Run(
+                type: type, request: request, directory: directory, segments: segments(planned), started: started)
+            JSONOutput.write(
+                LocalJobReport.resource(
+                    report, progress: progress.snapshot(), finished: Time.now(), error: result.failure))
+        }
+        switch result {
+        case .success(let value): return (planned, value)
+        case .failure(let error): throw fail(error)
+        }
+    }
+
+    /// The engine commands work on asd's segments, which are root's, and a restore sets their owners: as
+    /// another user they would only find nothing, so they refuse at once with 77 (EX_NOPERM).
+    static func requireRoot(_ command: String) throws(ExitCode) {
+        if geteuid() != 0 {
+            throw fail(
+                message: "asmtd \(command) must run as root (shared memory of asd, owners of segments)",
+                status: .noPermission)
+        }
+    }
+
+    /// Prints one error line and returns the exit code to throw (``SysExit``).
     static func fail(_ error: EngineError) -> ExitCode {
         FileHandle.standardError.write(Data("asmtd: error: \(error.code.rawValue): \(error.message)\n".utf8))
-        switch error.code {
-        case .canceled: return ExitCode(130)
-        // EX_TEMPFAIL: another job holds the instance or the directory; retrying later can succeed.
-        case .instanceBusy, .backupBusy: return ExitCode(75)
-        default: return ExitCode(1)
-        }
+        return ExitCode(SysExit.of(error).rawValue)
     }
 
     static func warn(_ warnings: [String]) {
         for warning in warnings { FileHandle.standardError.write(Data("asmtd: warning: \(warning)\n".utf8)) }
     }
 
-    static func fail(message: String) -> ExitCode {
+    static func fail(message: String, status: SysExit = .usage) -> ExitCode {
         FileHandle.standardError.write(Data("asmtd: error: \(message)\n".utf8))
-        return ExitCode(1)
-    }
-
-    static func json<T: Encodable>(_ value: T) -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return ((try? encoder.encode(value)) ?? Data()) + Data("\n".utf8)
+        return ExitCode(status.rawValue)
     }
 
     static func printPlan(_ segments: [PlannedSegment]) {
@@ -146,5 +185,12 @@ enum EngineCLI {
         }
         let (result, overflow) = value.multipliedReportingOverflow(by: multiplier)
         return overflow ? nil : result
+    }
+}
+
+extension Result {
+    fileprivate var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }

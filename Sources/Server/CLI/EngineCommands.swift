@@ -33,14 +33,15 @@ struct AnalyzeCommand: AsyncParsableCommand {
     @Flag(help: "Plan compressed files (backup analysis).")
     var compress = false
 
-    @Flag(help: "Print the plan as JSON.")
+    @Flag(help: "Print the plan as JSON (as the API's dry run answers it).")
     var json = false
 
     func run() async throws {
+        try EngineCLI.requireRoot("analyze")
         let options = options
         let restore = restore
         let compress = compress
-        let plan: (instance: Int, directory: String, segments: [PlannedSegment], total: UInt64, data: Data)
+        let plan: (instance: Int, directory: String, segments: [PlannedSegment], total: UInt64, data: Data?)
         do {
             plan = try await EngineCLI.blocking { () throws(EngineError) in
                 if restore {
@@ -49,19 +50,25 @@ struct AnalyzeCommand: AsyncParsableCommand {
                         threads: options.threads)
                     let plan = try Engine.planRestore(request)
                     EngineCLI.warn(plan.warnings)
-                    return (plan.instance, plan.directory, plan.segments, plan.totalBytes, EngineCLI.json(plan))
+                    let view = API.PlanView(
+                        type: "restore", instance: plan.instance, path: plan.directory, namespaces: plan.namespaces,
+                        segments: plan.segments, totalBytes: plan.totalBytes)
+                    return (plan.instance, plan.directory, plan.segments, plan.totalBytes, JSONOutput.encode(view))
                 }
                 let request = BackupRequest(
                     instance: options.instance, namespaces: options.namespaces, directory: options.path,
                     compress: compress, threads: options.threads)
                 let plan = try Engine.planBackup(request)
-                return (plan.instance, plan.directory, plan.segments, plan.totalBytes, EngineCLI.json(plan))
+                let view = API.PlanView(
+                    type: "backup", instance: plan.instance, path: plan.directory, namespaces: plan.namespaces,
+                    segments: plan.segments, totalBytes: plan.totalBytes)
+                return (plan.instance, plan.directory, plan.segments, plan.totalBytes, JSONOutput.encode(view))
             }
         } catch {
             throw EngineCLI.fail(error)
         }
         if json {
-            FileHandle.standardOutput.write(plan.data)
+            FileHandle.standardOutput.write((plan.data ?? Data()) + Data("\n".utf8))
             return
         }
         EngineCLI.printPlan(plan.segments)
@@ -83,25 +90,35 @@ struct BackupCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Read the files back and check them against the segments.")
     var verify = true
 
+    @OptionGroup var output: JobOutputOptions
+
     func run() async throws {
+        try EngineCLI.requireRoot("backup")
         let request = BackupRequest(
             instance: options.instance, namespaces: options.namespaces, directory: options.path, compress: compress,
             verify: verify, threads: options.threads)
-        let progress = JobProgress()
-        let token = CancellationToken()
         let started = Date()
-        let manifest: BackupManifest
+        let lock: InstanceLock
         do {
-            manifest = try await EngineCLI.withProgress("backup", progress: progress, token: token) {
-                () throws(EngineError) in
-                let lock = try EngineCLI.lockInstance(request.instance, job: "backup to \(request.directory)")
-                defer { lock.release() }
-                let plan = try Engine.planBackup(request)
-                return try Engine.backup(plan, request: request, progress: progress, cancellation: token)
-            }
+            lock = try EngineCLI.lockInstance(request.instance, job: "backup to \(request.directory)")
         } catch {
             throw EngineCLI.fail(error)
         }
+        defer { lock.release() }
+        let manifest = try await EngineCLI.runJob(
+            .backup,
+            request: JobRequest(
+                instance: request.instance, namespaces: request.namespaces, compress: compress, verify: verify,
+                threads: request.threads),
+            directory: request.directory, output: output
+        ) { () throws(EngineError) in
+            try Engine.planBackup(request)
+        } segments: {
+            $0.segments
+        } run: { (plan, progress, token) throws(EngineError) in
+            try Engine.backup(plan, request: request, progress: progress, cancellation: token)
+        }.output
+        if output.json { return }
         let total = manifest.segments.reduce(UInt64(0)) { $0 + $1.size }
         let files = manifest.segments.reduce(UInt64(0)) { $0 + $1.fileSize }
         print(
@@ -123,7 +140,10 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(help: .hidden)
     var compress = false
 
+    @OptionGroup var output: JobOutputOptions
+
     func run() async throws {
+        try EngineCLI.requireRoot("restore")
         if compress {
             FileHandle.standardError.write(
                 Data("asmtd: note: --compress is not needed: restore decides per file\n".utf8))
@@ -141,26 +161,38 @@ struct RestoreCommand: AsyncParsableCommand {
             try entry.save()
             journaled.withLock { $0 = true }
         }
-        let progress = JobProgress()
-        let token = CancellationToken()
+        let lock: InstanceLock
+        do {
+            lock = try EngineCLI.lockInstance(request.instance, job: "restore from \(request.directory)")
+        } catch {
+            throw EngineCLI.fail(error)
+        }
+        defer { lock.release() }
         let started = Date()
         let plan: RestorePlan
         do {
-            plan = try await EngineCLI.withProgress("restore", progress: progress, token: token) {
-                [request] () throws(EngineError) in
-                let lock = try EngineCLI.lockInstance(request.instance, job: "restore from \(request.directory)")
-                defer { lock.release() }
+            plan = try await EngineCLI.runJob(
+                .restore,
+                request: JobRequest(
+                    instance: request.instance, namespaces: request.namespaces, compress: nil, verify: request.verify,
+                    threads: request.threads),
+                directory: request.directory, output: output
+            ) { [request] () throws(EngineError) in
                 let plan = try Engine.planRestore(request)
                 EngineCLI.warn(plan.warnings)
-                try Engine.restore(plan, request: request, progress: progress, cancellation: token)
                 return plan
-            }
+            } segments: {
+                $0.segments
+            } run: { [request] (plan, progress, token) throws(EngineError) in
+                try Engine.restore(plan, request: request, progress: progress, cancellation: token)
+            }.plan
         } catch {
             // A failed restore removed what it created: the journal has nothing left to name.
             if journaled.withLock({ $0 }) { RestoreJournal.remove(instance: journal.instance) }
-            throw EngineCLI.fail(error)
+            throw error
         }
         if journaled.withLock({ $0 }) { RestoreJournal.remove(instance: journal.instance) }
+        if output.json { return }
         print(
             "restored \(plan.segments.count) segments (\(EngineCLI.bytes(plan.totalBytes))) from \(request.directory) "
                 + "in \(EngineCLI.elapsed(since: started)), " + EngineCLI.rate(plan.totalBytes, since: started)
@@ -175,7 +207,7 @@ struct SegmentsCommand: AsyncParsableCommand {
     @Option(help: "Only this instance (0..15).")
     var instance: Int?
 
-    @Flag(help: "Print JSON.")
+    @Flag(help: "Print JSON (as GET /v1/segments answers it).")
     var json = false
 
     func run() async throws {
@@ -192,7 +224,7 @@ struct SegmentsCommand: AsyncParsableCommand {
             throw EngineCLI.fail(error)
         }
         if json {
-            FileHandle.standardOutput.write(EngineCLI.json(segments))
+            JSONOutput.write(API.SegmentList(segments: segments.sorted { $0.key < $1.key }.map(API.SegmentView.init)))
             return
         }
         var rows = [["KEY", "SHMID", "KIND", "NAMESPACE", "SIZE", "ATTACHED", "OWNER", "MODE", "STATE"]]

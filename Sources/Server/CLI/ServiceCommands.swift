@@ -4,7 +4,7 @@ import Foundation
 import Logging
 
 /// EX_CONFIG from sysexits.h: systemd's RestartPreventExitStatus=78 stops a restart loop on a bad config.
-let exitConfigError: Int32 = 78
+let exitConfigError: Int32 = SysExit.config.rawValue
 
 /// Loads the config or prints every error (one line each) and exits 78.
 func loadConfigOrExit(_ path: String) throws -> Config {

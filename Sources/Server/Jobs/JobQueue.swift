@@ -213,6 +213,8 @@ final class JobQueue: Sendable {
     /// The record with live progress merged in.
     func job(_ id: String) -> JobRecord? { registry.job(id) }
 
+    var completions: JobCompletions { runner.completions }
+
     /// The records `matching`, newest first, at most `limit`.
     func jobs(limit: Int, matching: (JobRecord) -> Bool) -> [JobRecord] {
         registry.jobs(limit: limit, matching: matching)

@@ -14,6 +14,8 @@ struct JobRunner: Sendable {
     let store: JobStore
     let engine: any JobEngine
     let metrics: Metrics
+    /// Long-poll waiters (`GET /v1/jobs/{id}?wait=`), resumed when their job ends.
+    let completions = JobCompletions()
     let logger: Logger
     let jobsKept: Int
     var launch: Launcher = JobRunner.thread
@@ -45,7 +47,7 @@ struct JobRunner: Sendable {
         logger.info(
             "job started",
             metadata: [
-                "job": "\(id)", "type": "\(started.type.rawValue)", "instance": "\(started.request.instance)",
+                "job": "\(id)", "type": "\(started.type.rawValue)", "instance": .typed(started.request.instance),
                 "namespaces": "\(started.request.namespaces.joined(separator: ","))", "backup": "\(started.backup)",
             ])
         var outcome: (JobState, JobErrorRecord?) = (.success, nil)
@@ -75,17 +77,13 @@ struct JobRunner: Sendable {
         let seconds = Time.monotonic() - begin
         var metadata: Logger.Metadata = [
             "job": "\(id)", "type": "\(final.type.rawValue)", "outcome": "\(final.state.rawValue)",
-            "seconds": "\(String(format: "%.3f", seconds))", "bytes": "\(final.progress.bytesDone)",
+            "seconds": .typed(LogDecimal(seconds)), "bytes": .typed(final.progress.bytesDone),
         ]
         if let error = final.error {
             metadata["code"] = "\(error.code)"
             metadata["error"] = "\(error.message)"
         }
-        if final.state == .success {
-            logger.info("job finished", metadata: metadata)
-        } else {
-            logger.error("job finished", metadata: metadata)
-        }
+        logger.log(level: final.state == .failure ? .error : .info, "job finished", metadata: metadata)
         prune()
         if !finalSaved {
             let runner = self
@@ -144,6 +142,7 @@ struct JobRunner: Sendable {
             id: id, type: record.type.rawValue, outcome: record.state.rawValue, instance: record.request.instance,
             seconds: Time.monotonic() - begin, bytes: record.progress.bytesDone, now: Time.now())
         registry.finish(record, saved: saved)
+        completions.finished(id)
         return (record, saved)
     }
 

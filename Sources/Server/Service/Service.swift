@@ -52,8 +52,8 @@ final class Service: Sendable {
             logger.debug(
                 "request",
                 metadata: [
-                    "method": "\(method)", "route": "\(route ?? "-")", "status": "\(status)",
-                    "ms": "\(String(format: "%.1f", seconds * 1000))",
+                    "method": "\(method)", "route": "\(route ?? "-")", "status": .typed(status),
+                    "ms": .typed(LogDecimal(seconds * 1000, places: 1)),
                 ])
         }
         self.http = HTTPServer(configuration: http, router: router, hooks: hooks)
@@ -74,8 +74,9 @@ final class Service: Sendable {
         logger.info(
             "asmtd listening",
             metadata: [
-                "address": "\(config.service.address)", "port": "\(http.port)", "version": "\(Engine.version)",
-                "instances": "\(config.instances.map(\.instance))", "auth": "\(config.authToken != nil)",
+                "address": "\(config.service.address)", "port": .typed(http.port), "version": "\(Engine.version)",
+                "instances": .array(config.instances.map { .typed($0.instance) }),
+                "auth": .typed(config.authToken != nil),
             ])
     }
 
@@ -100,7 +101,7 @@ final class Service: Sendable {
     func shutdown() async {
         jobs.stopAccepting()
         let active = jobs.activeCount
-        logger.info("shutting down", metadata: ["running-jobs": "\(active)"])
+        logger.info("shutting down", metadata: ["running-jobs": .typed(active)])
         await jobs.drain(timeout: .milliseconds(config.service.shutdownTimeoutMs))
         await http.shutdown(gracePeriod: .seconds(5))
         if auto.needed && !auto.abandoned.isCancelled {
