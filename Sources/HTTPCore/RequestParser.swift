@@ -80,9 +80,10 @@ struct RequestParser: Sendable {
         case invalid(String)
     }
 
-    /// Methods of RFC 9110 and PATCH: one a route does not take gets 405 with `Allow`; any other is 501.
+    /// Methods of RFC 9110, PATCH and QUERY (the safe method with a body): one a route does not take gets 405 with
+    /// `Allow`; any other is 501.
     static let knownMethods: Set<String> = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "QUERY",
     ]
 
     var limits: ParserLimits
