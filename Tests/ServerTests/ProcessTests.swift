@@ -19,9 +19,15 @@ final class AsmtdProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var log = ""
 
-    /// `environment` is added to this process's; `openFiles` runs it under `prlimit --nofile=N:N`.
-    init(_ arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil) throws {
-        if let openFiles {
+    /// `environment` is added to this process's; `openFiles` runs it under `prlimit --nofile=N:N`; `launcher`
+    /// (an absolute path and its arguments, for example `unshare --pid --fork`) runs it under that command.
+    init(
+        _ arguments: [String], environment: [String: String] = [:], openFiles: Int? = nil, launcher: [String] = []
+    ) throws {
+        if let command = launcher.first {
+            process.executableURL = URL(fileURLWithPath: command)
+            process.arguments = launcher.dropFirst() + [Self.binary] + arguments
+        } else if let openFiles {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
             process.arguments = ["--nofile=\(openFiles):\(openFiles)", Self.binary] + arguments
         } else {
