@@ -97,7 +97,9 @@ func request(port: Int, _ method: String, _ path: String, body: String? = nil) a
 
 extension ShmTests {
     @Suite struct ProcessTests {
-        func writeConfig(_ directory: TemporaryDirectory, namespace: String, extra: String = "") throws -> String {
+        func writeConfig(
+            _ directory: TemporaryDirectory, namespace: String, extra: String = "", instance: Int = 14
+        ) throws -> String {
             let file = directory.path + "/asmtd.yml"
             let yaml = """
                 service:
@@ -107,7 +109,7 @@ extension ShmTests {
                   shutdown-timeout: 10000
                 \(extra)
                 instances:
-                  - instance: 14
+                  - instance: \(instance)
                     backup-path: backups
                     namespaces: [\(namespace)]
                     threads: 1

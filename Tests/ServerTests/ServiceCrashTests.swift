@@ -74,23 +74,9 @@ extension ShmTests {
     @Suite struct ServiceCrashTests {
         static let unshare = ["/usr/bin/unshare", "--pid", "--fork", "--mount-proc"]
 
+        /// Instance 13, one thread, compressed backups.
         func writeConfig(_ directory: TemporaryDirectory, namespace: String) throws -> String {
-            let file = directory.path + "/asmtd.yml"
-            let yaml = """
-                service:
-                  http: {port: 0}
-                  state-dir: state
-                  runtime-dir: run
-                  shutdown-timeout: 10000
-                instances:
-                  - instance: 13
-                    backup-path: backups
-                    namespaces: [\(namespace)]
-                    threads: 1
-                    compress: true
-                """
-            try yaml.write(toFile: file, atomically: true, encoding: .utf8)
-            return file
+            try ProcessTests().writeConfig(directory, namespace: namespace, instance: 13)
         }
 
         func waitForJob(port: Int, _ id: String) async throws -> [String: Any] {
