@@ -72,7 +72,8 @@ extension ShmTests {
     /// The service killed or starved of its state dir around a restore, then restarted: recovery settles the
     /// job on the evidence in shared memory, never on pids nor on the record alone.
     @Suite struct ServiceCrashTests {
-        static let unshare = ["/usr/bin/unshare", "--pid", "--fork", "--mount-proc"]
+        /// `--kill-child`: when a failed test drops the `unshare` process, the service in the namespace dies with it.
+        static let unshare = ["/usr/bin/unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
 
         /// Instance 13, one thread, compressed backups.
         func writeConfig(_ directory: TemporaryDirectory, namespace: String) throws -> String {
