@@ -19,10 +19,16 @@ final class AsmtdProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var log = ""
 
-    /// `environment` is added to this process's.
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
+    /// `environment` is added to this process's; `launcher` (an absolute path and its arguments, for example
+    /// `unshare --pid --fork`) runs it under that command.
+    init(_ arguments: [String], environment: [String: String] = [:], launcher: [String] = []) throws {
+        if let command = launcher.first {
+            process.executableURL = URL(fileURLWithPath: command)
+            process.arguments = launcher.dropFirst() + [Self.binary] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.binary)
+            process.arguments = arguments
+        }
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
@@ -77,7 +83,9 @@ func request(port: Int, _ method: String, _ path: String, body: String? = nil) a
 
 extension ShmTests {
     @Suite struct ProcessTests {
-        func writeConfig(_ directory: TemporaryDirectory, namespace: String, extra: String = "") throws -> String {
+        func writeConfig(
+            _ directory: TemporaryDirectory, namespace: String, extra: String = "", instance: Int = 14
+        ) throws -> String {
             let file = directory.path + "/asmtd.yml"
             let yaml = """
                 service:
@@ -87,7 +95,7 @@ extension ShmTests {
                   shutdown-timeout: 10000
                 \(extra)
                 instances:
-                  - instance: 14
+                  - instance: \(instance)
                     backup-path: backups
                     namespaces: [\(namespace)]
                     threads: 1
