@@ -32,23 +32,6 @@ struct JobStore: Sendable {
 
     /// Every readable record, plus one warning per file that could not be read. Removes stale temporary files.
     func loadAll() -> (records: [JobRecord], warnings: [String]) {
-        var records: [JobRecord] = []
-        var warnings: [String] = []
-        for name in FileSystem.list(directory).sorted() {
-            let file = Paths.join(directory, name)
-            if name.contains(".json.tmp-") {
-                FileSystem.remove(file)
-                continue
-            }
-            guard name.hasSuffix(".json") else { continue }
-            do {
-                let bytes = try FileSystem.readFile(file)
-                let record = try JSONDecoder().decode(JobRecord.self, from: Data(bytes))
-                records.append(record)
-            } catch {
-                warnings.append("ignoring unreadable job record \(file): \(error)")
-            }
-        }
-        return (records, warnings)
+        FileSystem.loadJSONRecords(JobRecord.self, in: directory, what: "job record")
     }
 }

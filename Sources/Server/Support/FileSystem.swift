@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// An errno-carrying file system error with the path and the failing operation.
@@ -120,6 +121,31 @@ enum FileSystem {
     }
 
     /// Names in a directory (no "." and ".."); empty when it cannot be read.
+    /// Decodes every `*.json` file of a directory of records written by `writeAtomically`, plus one warning per
+    /// file that could not be read (`what` names the kind). Removes the temporary files a crash left.
+    static func loadJSONRecords<T: Decodable>(
+        _ type: T.Type, in directory: String, what: String
+    ) -> (
+        records: [T], warnings: [String]
+    ) {
+        var records: [T] = []
+        var warnings: [String] = []
+        for name in list(directory).sorted() {
+            let file = Paths.join(directory, name)
+            if name.contains(".json.tmp-") {
+                remove(file)
+                continue
+            }
+            guard name.hasSuffix(".json") else { continue }
+            do {
+                records.append(try JSONDecoder().decode(T.self, from: Data(readFile(file))))
+            } catch {
+                warnings.append("ignoring unreadable \(what) \(file): \(error)")
+            }
+        }
+        return (records, warnings)
+    }
+
     static func list(_ path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }

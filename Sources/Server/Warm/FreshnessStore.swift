@@ -58,22 +58,8 @@ struct FreshnessStore: Sendable {
 
     /// Every readable file, plus a warning per unreadable one. Removes leftover temporary files.
     func loadAll() -> (tracks: [BackupTracks], warnings: [String]) {
-        var result: [BackupTracks] = []
-        var warnings: [String] = []
-        for name in FileSystem.list(directory).sorted() {
-            let file = Paths.join(directory, name)
-            if name.contains(".json.tmp-") {
-                FileSystem.remove(file)
-                continue
-            }
-            guard name.hasSuffix(".json") else { continue }
-            do {
-                result.append(try JSONDecoder().decode(BackupTracks.self, from: Data(FileSystem.readFile(file))))
-            } catch {
-                warnings.append("ignoring unreadable freshness file \(file): \(error)")
-            }
-        }
-        return (result, warnings)
+        let (tracks, warnings) = FileSystem.loadJSONRecords(BackupTracks.self, in: directory, what: "freshness file")
+        return (tracks, warnings)
     }
 
     func loadRun() -> WatchRun? {
