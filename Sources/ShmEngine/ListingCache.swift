@@ -9,7 +9,15 @@ import Synchronization
 enum ListingCache {
     private static let prefixes = Mutex<[Int32: [UInt8]]>([:])
 
-    static func prefix(shmid: Int32) -> [UInt8]? { prefixes.withLock { $0[shmid] } }
+    /// The leading bytes of a segment for a listing: the registered ones, else read through a brief attach. The
+    /// look-up and the attach happen under the table's lock, and a job registers its segments under the same lock,
+    /// so a listing of this process never attaches a registered segment, not even one registered meanwhile (the
+    /// registration waits until the listing has detached, before the job copies and records its own detach).
+    static func prefixForListing(shmid: Int32, size: UInt64, length: Int) -> [UInt8]? {
+        prefixes.withLock { table in
+            table[shmid] ?? SharedMemory.readPrefix(shmid: shmid, size: size, length: length)
+        }
+    }
 
     /// The segments one job registered; `end()` unregisters them.
     final class Registration {
@@ -19,10 +27,14 @@ enum ListingCache {
         func add(shmid: Int32, key: SegmentKey, size: UInt64) throws(EngineError) {
             let length = SegmentFacts.prefixLength(kind: key.kind)
             guard length > 0 else { return }
-            guard let prefix = SharedMemory.readPrefix(shmid: shmid, size: size, length: length) else {
+            let prefix: [UInt8]? = ListingCache.prefixes.withLock { table in
+                guard let prefix = SharedMemory.readPrefix(shmid: shmid, size: size, length: length) else { return nil }
+                table[shmid] = prefix
+                return prefix
+            }
+            guard prefix != nil else {
                 throw EngineError(.system, "cannot attach segment \(key.hex) to read its header: \(errnoText())")
             }
-            ListingCache.prefixes.withLock { $0[shmid] = prefix }
             shmids.append(shmid)
         }
 

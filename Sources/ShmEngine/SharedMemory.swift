@@ -90,9 +90,7 @@ public enum SharedMemory {
                 facts.namespace = key.kind == .base || key.kind == .dataStage ? restoring : nil
                 live.namespace = facts.namespace
             } else if length > 0 {
-                if let prefix = ListingCache.prefix(shmid: info.shmid)
-                    ?? readPrefix(shmid: info.shmid, size: info.size, length: length)
-                {
+                if let prefix = ListingCache.prefixForListing(shmid: info.shmid, size: info.size, length: length) {
                     facts = SegmentFacts.read(kind: key.kind, prefix: prefix)
                     live.namespace = facts.namespace
                 } else {
