@@ -54,15 +54,7 @@ extension ShmTests {
         }
 
         func waitForEnd(port: Int, _ id: String) async throws -> [String: Any] {
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline {
-                let job = try await job(port: port, id)
-                if let state = job["state"] as? String, ["success", "failure", "canceled"].contains(state) {
-                    return job
-                }
-                try await Task.sleep(for: .milliseconds(5))
-            }
-            return [:]
+            try await ServiceCrashTests().waitForJob(port: port, id)
         }
 
         /// Polls the job until it leaves `queued`; returns the last job object.
