@@ -114,10 +114,12 @@ public enum SegmentTable {
     }
 
     /// The name and shutdown state in a base segment's first bytes. Attaches it read-only for microseconds, which
-    /// changes its attach time and last pid: callers that watch those fields look before and after.
+    /// changes its attach time and last pid: callers that watch those fields look before and after. Never attaches
+    /// a segment a job of this process is restoring or has registered for its end-of-backup check (their jobs
+    /// would take the attach for a server's): a restored base is not read, a backed-up one is read from the cache.
     public static func baseFacts(shmid: Int32, key: SegmentKey, size: UInt64) -> BaseFacts? {
-        guard key.kind == .base,
-            let prefix = SharedMemory.readPrefix(
+        guard key.kind == .base, RestoreRegistry.namespace(of: shmid) == nil,
+            let prefix = ListingCache.prefixForListing(
                 shmid: shmid, size: size, length: SegmentFacts.prefixLength(kind: .base))
         else { return nil }
         let facts = SegmentFacts.read(kind: .base, prefix: prefix)
