@@ -32,8 +32,12 @@ let package = Package(
         // epoll, eventfd and accept4, which Swift's Glibc module does not export.
         .target(name: "CSyscalls"),
 
-        // HTTP/1.1 server on POSIX sockets and Dispatch. Knows nothing of Aerospike.
-        .target(name: "HTTPCore", dependencies: ["CSyscalls"]),
+        // HTTP/1.1 as pure values: request parser, response serializer, router, messages. No sockets, no
+        // Dispatch, no system calls; the fuzzer (scripts/fuzz-http) and HTTP1Tests link it alone.
+        .target(name: "HTTP1"),
+
+        // The HTTP/1.1 server on POSIX sockets and Dispatch, built on HTTP1. Knows nothing of Aerospike.
+        .target(name: "HTTPCore", dependencies: ["HTTP1", "CSyscalls"]),
 
         // System V shared memory, segment and file formats, backup and restore. Knows nothing of HTTP.
         .target(
@@ -45,6 +49,7 @@ let package = Package(
         .executableTarget(
             name: "Server",
             dependencies: [
+                "HTTP1",
                 "HTTPCore",
                 "ShmEngine",
                 "CYaml",
@@ -59,10 +64,14 @@ let package = Package(
         .plugin(name: "EmbedOpenAPI", capability: .buildTool(), dependencies: ["EmbedText"]),
 
         // A trivial-route server used only by scripts/bench-http.
-        .executableTarget(name: "HTTPBench", dependencies: ["HTTPCore"]),
+        .executableTarget(name: "HTTPBench", dependencies: ["HTTP1", "HTTPCore"]),
 
         .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine"]),
-        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTPCore", "ShmEngine"]),
+        // The request vectors of shared/http-server.md's checklist, fed to the parser (HTTP1Tests) and over
+        // the wire (HTTPCoreTests).
+        .target(name: "HTTPVectors", dependencies: ["HTTP1"], path: "Tests/HTTPVectors"),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "HTTPVectors"]),
+        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "HTTP1", "HTTPVectors"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTP1", "HTTPCore", "ShmEngine"]),
     ]
 )

@@ -1,7 +1,7 @@
 import Glibc
 
-// libFuzzer target for the HTTPCore request parser. Built by scripts/fuzz-http together with the
-// pure parser sources of Sources/HTTPCore (no sockets), not by SwiftPM.
+// libFuzzer target for the HTTP1 request parser. Built by scripts/fuzz-http together with the
+// sources of the pure module Sources/HTTP1 (no sockets), not by SwiftPM.
 //
 // For each input it checks that the parser never traps, that feeding the bytes whole, one byte at a
 // time and in uneven pieces gives the same result, and that limits hold (body size, header count).

@@ -3,6 +3,7 @@
 //   HTTPBench [port]     port 0 (default) picks one; prints "listening on PORT", stops on SIGINT/SIGTERM.
 import Dispatch
 import Glibc
+import HTTP1
 import HTTPCore
 
 var configuration = HTTPServerConfiguration()

@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import HTTP1
 
 /// One accepted connection: reads, parses, dispatches one request at a time, writes, times out.
 ///

@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import HTTP1
 import Synchronization
 
 /// An HTTP/1.1 server on POSIX sockets and Dispatch.

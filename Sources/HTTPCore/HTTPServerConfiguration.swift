@@ -1,3 +1,5 @@
+import HTTP1
+
 /// Where the server listens and the limits it applies. Every field has a default.
 public struct HTTPServerConfiguration: Sendable {
     /// The address to bind: `"127.0.0.1"`, `"::1"`, `"0.0.0.0"`, `"::"`. Default: `"127.0.0.1"`.

@@ -1,4 +1,6 @@
 import Glibc
+import HTTP1
+import HTTPVectors
 import Testing
 
 @testable import HTTPCore

@@ -1,5 +1,5 @@
 import Foundation
-import HTTPCore
+import HTTP1
 import Logging
 import Testing
 

@@ -1,4 +1,4 @@
-import HTTPCore
+import HTTP1
 import ShmEngine
 
 /// Routes of issue 9: instance status, and the freshness and evidence of backups.

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import HTTPCore
+import HTTP1
 import ShmEngine
 
 /// The routes and their handlers.

@@ -1,4 +1,4 @@
-import HTTPCore
+import HTTP1
 import Logging
 
 /// What the service logs of an API call, beside the DEBUG access line: every refusal (4xx) at INFO with

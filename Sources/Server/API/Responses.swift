@@ -1,5 +1,5 @@
 import Foundation
-import HTTPCore
+import HTTP1
 
 /// JSON responses and the one error envelope: `{"error":{"code":"...","message":"..."}}`.
 enum Responses {

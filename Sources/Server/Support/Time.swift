@@ -1,7 +1,7 @@
 import Glibc
-import HTTPCore
 
-/// Wall-clock time as Unix seconds, and RFC 3339 formatting (UTC, "Z").
+/// Wall-clock time as Unix seconds, and RFC 3339 formatting (UTC, "Z"). The calendar is the C library's
+/// (`gmtime_r`, `timegm`).
 enum Time {
     static func now() -> Double {
         var ts = timespec()
@@ -19,17 +19,12 @@ enum Time {
     /// "2026-11-22T02:25:00.123Z" (milliseconds, always UTC). Pure.
     static func rfc3339(_ seconds: Double) -> String {
         let totalMillis = Int64((seconds * 1000).rounded(.down))
-        var days = totalMillis / 86_400_000
-        var millisOfDay = totalMillis % 86_400_000
-        if millisOfDay < 0 {
-            millisOfDay += 86_400_000
-            days -= 1
-        }
-        let (year, month, day) = CivilDate.from(days: Int(days))
-        let hour = millisOfDay / 3_600_000
-        let minute = millisOfDay / 60_000 % 60
-        let second = millisOfDay / 1000 % 60
-        let millis = millisOfDay % 1000
+        let millis = (totalMillis % 1000 + 1000) % 1000
+        var wholeSeconds = time_t((totalMillis - millis) / 1000)
+        var fields = tm()
+        gmtime_r(&wholeSeconds, &fields)
+        let (year, month, day) = (Int(fields.tm_year) + 1900, Int(fields.tm_mon) + 1, Int(fields.tm_mday))
+        let (hour, minute, second) = (Int(fields.tm_hour), Int(fields.tm_min), Int(fields.tm_sec))
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2))"
             + ".\(pad(millis, 3))Z"
     }
@@ -66,14 +61,14 @@ enum Time {
         }
         let zone = String(decoding: b[index...], as: UTF8.self)
         guard zone == "Z" || zone == "z" || zone == "+00:00" else { return nil }
-        // Days from the civil date (inverse of CivilDate.from).
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        let days = era * 146_097 + dayOfEra - 719_468
-        return Double(days * 86400 + hour * 3600 + minute * 60 + second) + fraction
+        var fields = tm()
+        fields.tm_year = Int32(year - 1900)
+        fields.tm_mon = Int32(month - 1)
+        fields.tm_mday = Int32(day)
+        fields.tm_hour = Int32(hour)
+        fields.tm_min = Int32(minute)
+        fields.tm_sec = Int32(second)
+        return Double(timegm(&fields)) + fraction
     }
 
     /// "20261122-022500" for ids (UTC). Pure.

@@ -46,7 +46,7 @@ public struct HTTPRequest: Sendable {
         self.remoteAddress = remoteAddress
     }
 
-    init(head: RequestHead, body: [UInt8], remoteAddress: String) {
+    package init(head: RequestHead, body: [UInt8], remoteAddress: String) {
         method = head.method
         target = head.target
         path = head.path

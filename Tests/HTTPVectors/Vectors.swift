@@ -1,23 +1,22 @@
+import HTTP1
 import Testing
 
-@testable import HTTPCore
-
 /// One request vector of the checklist in shared/http-server.md §4, with what the server must do.
-struct Vector: CustomTestStringConvertible, Sendable {
+package struct Vector: CustomTestStringConvertible, Sendable {
     /// Checklist row (0 when not a checklist row) and a short label.
-    var row: Int
-    var label: String
-    var raw: [UInt8]
+    package var row: Int
+    package var label: String
+    package var raw: [UInt8]
     /// nil: the parser accepts; otherwise the status of the refusal (which always closes).
-    var status: Int?
+    package var status: Int?
     /// Requests parsed before the error (or in all, when accepted).
-    var requests: Int = 1
+    package var requests: Int = 1
     /// For accepted vectors: whether the last request keeps the connection open.
-    var keepAlive: Bool = true
+    package var keepAlive: Bool = true
     /// Parser limits for this vector.
-    var limits = ParserLimits()
+    package var limits = ParserLimits()
 
-    var testDescription: String { "#\(row) \(label)" }
+    package var testDescription: String { "#\(row) \(label)" }
 
     init(
         _ row: Int, _ label: String, _ raw: String, status: Int? = nil, requests: Int? = nil,
@@ -49,11 +48,11 @@ func limits(_ change: (inout ParserLimits) -> Void) -> ParserLimits {
     return limits
 }
 
-func post(_ headers: String, _ body: String) -> String {
+package func post(_ headers: String, _ body: String) -> String {
     "POST /echo HTTP/1.1\r\n\(host)\(headers)\r\n\(body)"
 }
 
-let validVectors: [Vector] = [
+package let validVectors: [Vector] = [
     Vector(0, "simple GET", "GET / HTTP/1.1\r\n\(host)\r\n"),
     Vector(0, "HEAD", "HEAD /x HTTP/1.1\r\n\(host)\r\n"),
     Vector(0, "POST with Content-Length", post("Content-Length: 5\r\n", "hello")),
@@ -85,7 +84,7 @@ let validVectors: [Vector] = [
     Vector(71, "only CRLFs: nothing, no error", "\r\n\r\n", requests: 0),
 ]
 
-let badVectors: [Vector] = [
+package let badVectors: [Vector] = [
     Vector(1, "no Host in 1.1", "GET / HTTP/1.1\r\n\r\n", status: 400),
     Vector(2, "two Host lines", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", status: 400),
     Vector(3, "Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400),

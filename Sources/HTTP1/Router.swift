@@ -19,7 +19,7 @@ public struct Router: Sendable {
     }
 
     /// What the router decided for one request.
-    enum Resolution {
+    package enum Resolution {
         case matched(handler: HTTPHandler, pattern: String, parameters: [String: String])
         case methodNotAllowed(allow: [String])
         case notFound
@@ -54,7 +54,7 @@ public struct Router: Sendable {
     }
 
     /// Finds the handler for `method` on the raw (still percent-encoded) path of `target`.
-    func resolve(method: String, target: String) -> Resolution {
+    package func resolve(method: String, target: String) -> Resolution {
         guard let pathSegments = Self.decodedSegments(of: target) else { return .notFound }
         var allowed: [String] = []
         var headFallback: Route?

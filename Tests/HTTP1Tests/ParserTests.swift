@@ -1,6 +1,7 @@
+import HTTPVectors
 import Testing
 
-@testable import HTTPCore
+@testable import HTTP1
 
 struct ParserTests {
     @Test("valid requests parse the same fed whole or one byte at a time", arguments: validVectors)

@@ -1,4 +1,4 @@
-@testable import HTTPCore
+@testable import HTTP1
 
 /// What feeding some bytes to a fresh parser produced: requests, then possibly an error.
 struct ParseOutcome: Equatable {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import HTTPCore
+@testable import HTTP1
 
 struct RouterTests {
     func router() -> Router {

@@ -1,39 +1,41 @@
 /// Limits applied by the parser; the server takes them from ``HTTPServerConfiguration``.
-struct ParserLimits: Sendable {
-    var maxRequestLineLength = 8192
-    var maxHeaderBytes = 32768
-    var maxHeaderCount = 100
-    var maxBodyBytes = 1 << 20
+package struct ParserLimits: Sendable {
+    package var maxRequestLineLength = 8192
+    package var maxHeaderBytes = 32768
+    package var maxHeaderCount = 100
+    package var maxBodyBytes = 1 << 20
     /// The longest chunk-size line, extensions included.
-    var maxChunkLineLength = 4096
+    package var maxChunkLineLength = 4096
     /// Leading empty lines tolerated before a request line (RFC 9112 §2.2).
-    var maxLeadingEmptyLines = 8
+    package var maxLeadingEmptyLines = 8
+
+    package init() {}
 }
 
 /// How the body of a request is delimited (RFC 9112 §6.3).
-enum BodyFraming: Equatable, Sendable {
+package enum BodyFraming: Equatable, Sendable {
     case none
     case length(Int)
     case chunked
 }
 
 /// A parsed request head: request line plus the header section, already validated.
-struct RequestHead: Sendable {
-    var method: String
-    var target: String
-    var path: String
-    var queryItems: [(name: String, value: String)]
-    var version: HTTPVersion
-    var headers: HTTPHeaders
+package struct RequestHead: Sendable {
+    package var method: String
+    package var target: String
+    package var path: String
+    package var queryItems: [(name: String, value: String)]
+    package var version: HTTPVersion
+    package var headers: HTTPHeaders
     /// False when the client asked to close (or HTTP/1.0 without keep-alive).
-    var keepAlive: Bool
+    package var keepAlive: Bool
     /// `Expect: 100-continue` on an HTTP/1.1 request.
-    var expectsContinue: Bool
-    var framing: BodyFraming
+    package var expectsContinue: Bool
+    package var framing: BodyFraming
 }
 
 /// What the parser has to say after being fed.
-enum ParserEvent: Sendable {
+package enum ParserEvent: Sendable {
     /// The bytes so far do not complete anything.
     case needMore
     /// A head whose body has yet to arrive (only emitted when there is a body).
@@ -52,14 +54,19 @@ enum ParserEvent: Sendable {
 /// obs-fold refused; `Content-Length: 5, 5` accepted as 5; Content-Length with Transfer-Encoding
 /// refused; a transfer coding whose last member is not `chunked` is 400, an unknown coding before a
 /// final `chunked` is 501; trailers are checked for syntax and size, then dropped.
-struct RequestParser: Sendable {
-    enum Phase: Equatable {
+package struct RequestParser: Sendable {
+    package enum Phase: Equatable {
         /// Between requests: no byte of the next request yet.
         case idle
         /// Reading a request head.
         case head
         /// Reading a body.
         case body
+    }
+
+    /// The lines of a request, each with its own length limit.
+    private enum LineKind {
+        case requestLine, header, chunkSize, trailer
     }
 
     private enum State: Equatable {
@@ -73,20 +80,13 @@ struct RequestParser: Sendable {
         case failed
     }
 
-    private enum LineResult {
-        case line(Range<Int>)
-        case incomplete
-        case tooLong
-        case invalid(String)
-    }
-
     /// Methods of RFC 9110, PATCH and QUERY (the safe method with a body): one a route does not take gets 405 with
     /// `Allow`; any other is 501.
     static let knownMethods: Set<String> = [
         "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "QUERY",
     ]
 
-    var limits: ParserLimits
+    package var limits: ParserLimits
 
     private var buffer: [UInt8] = []
     private var start = 0
@@ -103,12 +103,12 @@ struct RequestParser: Sendable {
     private var body: [UInt8] = []
     private var remaining = 0
 
-    init(limits: ParserLimits = ParserLimits()) {
+    package init(limits: ParserLimits = ParserLimits()) {
         self.limits = limits
     }
 
     /// Where the parser stands, for the connection's timeouts.
-    var phase: Phase {
+    package var phase: Phase {
         switch state {
         case .requestLine:
             return start == buffer.count && leadingEmptyLines == 0 ? .idle : .head
@@ -120,18 +120,18 @@ struct RequestParser: Sendable {
     }
 
     /// Bytes received and not yet consumed.
-    var bufferedByteCount: Int { buffer.count - start }
+    package var bufferedByteCount: Int { buffer.count - start }
 
-    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func append(_ bytes: UnsafeRawBufferPointer) {
         buffer.append(contentsOf: bytes)
     }
 
-    mutating func append(_ bytes: some Sequence<UInt8>) {
+    package mutating func append(_ bytes: some Sequence<UInt8>) {
         buffer.append(contentsOf: bytes)
     }
 
     /// Parses as far as the buffered bytes allow and reports the next event.
-    mutating func next() -> ParserEvent {
+    package mutating func next() -> ParserEvent {
         if let failure { return .error(failure) }
         let event: ParserEvent
         do {
@@ -163,70 +163,55 @@ struct RequestParser: Sendable {
             case .failed:
                 return .needMore
             case .requestLine:
-                switch findLine(limit: limits.maxRequestLineLength) {
-                case .incomplete: return .needMore
-                case .tooLong: throw .uriTooLong("request line longer than \(limits.maxRequestLineLength) bytes")
-                case .invalid(let message): throw .badRequest(message)
-                case .line(let range):
-                    if range.isEmpty {
-                        leadingEmptyLines += 1
-                        guard leadingEmptyLines <= limits.maxLeadingEmptyLines else {
-                            throw .badRequest("too many empty lines before the request line")
-                        }
-                        continue
+                guard let range = try nextLine(.requestLine) else { return .needMore }
+                if range.isEmpty {
+                    leadingEmptyLines += 1
+                    guard leadingEmptyLines <= limits.maxLeadingEmptyLines else {
+                        throw .badRequest("too many empty lines before the request line")
                     }
-                    try parseRequestLine(range)
-                    state = .headers
+                    continue
                 }
+                try parseRequestLine(range)
+                state = .headers
             case .headers:
-                switch findLine(limit: limits.maxHeaderBytes - headerBytes) {
-                case .incomplete: return .needMore
-                case .tooLong: throw .headersTooLarge("header section larger than \(limits.maxHeaderBytes) bytes")
-                case .invalid(let message): throw .badRequest(message)
-                case .line(let range):
-                    if range.isEmpty {
-                        let parsed = try finishHead()
-                        switch parsed.framing {
-                        case .none:
-                            reset()
-                            return .request(parsed, body: [])
-                        case .length(let length):
-                            head = parsed
-                            remaining = length
-                            state = .fixedBody
-                            body.reserveCapacity(length)
-                        case .chunked:
-                            head = parsed
-                            state = .chunkSize
-                        }
-                        return .head(parsed)
+                guard let range = try nextLine(.header) else { return .needMore }
+                if range.isEmpty {
+                    let parsed = try finishHead()
+                    switch parsed.framing {
+                    case .none:
+                        reset()
+                        return .request(parsed, body: [])
+                    case .length(let length):
+                        head = parsed
+                        remaining = length
+                        state = .fixedBody
+                        body.reserveCapacity(length)
+                    case .chunked:
+                        head = parsed
+                        state = .chunkSize
                     }
-                    headerBytes += range.count + 2
-                    guard fields.count < limits.maxHeaderCount else {
-                        throw .headersTooLarge("more than \(limits.maxHeaderCount) header fields")
-                    }
-                    fields.append(try parseField(range))
+                    return .head(parsed)
                 }
+                headerBytes += range.count + 2
+                guard fields.count < limits.maxHeaderCount else {
+                    throw .headersTooLarge("more than \(limits.maxHeaderCount) header fields")
+                }
+                fields.append(try parseField(range))
             case .fixedBody:
                 guard takeBody() else { return .needMore }
                 return completeRequest()
             case .chunkSize:
-                switch findLine(limit: limits.maxChunkLineLength) {
-                case .incomplete: return .needMore
-                case .tooLong: throw .badRequest("chunk-size line longer than \(limits.maxChunkLineLength) bytes")
-                case .invalid(let message): throw .badRequest(message)
-                case .line(let range):
-                    let size = try parseChunkSize(range)
-                    if size == 0 {
-                        state = .trailers
-                        headerBytes = 0
-                    } else {
-                        guard size <= limits.maxBodyBytes - body.count else {
-                            throw .bodyTooLarge("chunked body larger than \(limits.maxBodyBytes) bytes")
-                        }
-                        remaining = size
-                        state = .chunkData
+                guard let range = try nextLine(.chunkSize) else { return .needMore }
+                let size = try parseChunkSize(range)
+                if size == 0 {
+                    state = .trailers
+                    headerBytes = 0
+                } else {
+                    guard size <= limits.maxBodyBytes - body.count else {
+                        throw .bodyTooLarge("chunked body larger than \(limits.maxBodyBytes) bytes")
                     }
+                    remaining = size
+                    state = .chunkData
                 }
             case .chunkData:
                 guard takeBody() else { return .needMore }
@@ -245,15 +230,10 @@ struct RequestParser: Sendable {
                 scan = start
                 state = .chunkSize
             case .trailers:
-                switch findLine(limit: limits.maxHeaderBytes - headerBytes) {
-                case .incomplete: return .needMore
-                case .tooLong: throw .headersTooLarge("trailer section larger than \(limits.maxHeaderBytes) bytes")
-                case .invalid(let message): throw .badRequest(message)
-                case .line(let range):
-                    if range.isEmpty { return completeRequest() }
-                    headerBytes += range.count + 2
-                    _ = try parseField(range, isFirst: false)
-                }
+                guard let range = try nextLine(.trailer) else { return .needMore }
+                if range.isEmpty { return completeRequest() }
+                headerBytes += range.count + 2
+                _ = try parseField(range)
             }
         }
     }
@@ -289,32 +269,39 @@ struct RequestParser: Sendable {
         remaining = 0
     }
 
-    /// Finds the next CRLF-terminated line from `start`; on success consumes it (CRLF included).
+    /// Finds the next CRLF-terminated line of `kind` from `start` and consumes it (CRLF included); nil while
+    /// incomplete. Throws when no line ends within the kind's limit, and 400 on a bare CR or LF.
     ///
     /// Only the first `limit + 2` bytes of the line are ever examined, so the verdict (line, too long,
     /// bare CR/LF) does not depend on how the bytes were split.
-    private mutating func findLine(limit: Int) -> LineResult {
+    private mutating func nextLine(_ kind: LineKind) throws(HTTPParseError) -> Range<Int>? {
+        let limit: Int
+        switch kind {
+        case .requestLine: limit = limits.maxRequestLineLength
+        case .header, .trailer: limit = limits.maxHeaderBytes - headerBytes
+        case .chunkSize: limit = limits.maxChunkLineLength
+        }
         let count = buffer.count
         let lineStart = start
         let window = lineStart + max(0, limit) + 2
         let scanEnd = min(count, window)
         var index = scan
-        var found: LineResult?
+        var found: Result<Range<Int>, HTTPParseError>?
         buffer.withUnsafeBufferPointer { bytes in
             while index < scanEnd {
                 let byte = bytes[index]
                 if byte == 0x0A {
                     if index == lineStart || bytes[index - 1] != 0x0D {
-                        found = .invalid("bare LF line ending")
+                        found = .failure(.badRequest("bare LF line ending"))
                     } else {
-                        found = .line(lineStart..<(index - 1))
+                        found = .success(lineStart..<(index - 1))
                     }
                     return
                 }
                 if byte == 0x0D {
                     guard index + 1 < scanEnd else { return }
                     if bytes[index + 1] != 0x0A {
-                        found = .invalid("bare CR")
+                        found = .failure(.badRequest("bare CR"))
                         return
                     }
                 }
@@ -323,14 +310,24 @@ struct RequestParser: Sendable {
         }
         scan = index
         switch found {
-        case .line(let range):
+        case .success(let range):
             start = index + 1
             scan = start
-            return .line(range)
-        case .some(let other):
-            return other
+            return range
+        case .failure(let error):
+            throw error
         case .none:
-            return count >= window ? .tooLong : .incomplete
+            if count >= window { throw tooLong(kind) }
+            return nil
+        }
+    }
+
+    private func tooLong(_ kind: LineKind) -> HTTPParseError {
+        switch kind {
+        case .requestLine: .uriTooLong("request line longer than \(limits.maxRequestLineLength) bytes")
+        case .header: .headersTooLarge("header section larger than \(limits.maxHeaderBytes) bytes")
+        case .trailer: .headersTooLarge("trailer section larger than \(limits.maxHeaderBytes) bytes")
+        case .chunkSize: .badRequest("chunk-size line longer than \(limits.maxChunkLineLength) bytes")
         }
     }
 
@@ -361,11 +358,7 @@ struct RequestParser: Sendable {
         byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") ? Int(byte - UInt8(ascii: "0")) : nil
     }
 
-    private func parseField(
-        _ range: Range<Int>, isFirst: Bool? = nil
-    ) throws(HTTPParseError) -> (
-        name: String, value: String
-    ) {
+    private func parseField(_ range: Range<Int>) throws(HTTPParseError) -> (name: String, value: String) {
         var nameEnd = range.lowerBound
         var valueStart = range.lowerBound
         var valueEnd = range.upperBound

@@ -1,20 +1,26 @@
 /// Turns a response into the bytes sent on the wire (RFC 9112 §4, §6; RFC 9110 §6.6.1, §8.6).
-enum ResponseSerializer {
+package enum ResponseSerializer {
     /// How the connection frames this response.
-    struct Framing {
+    package struct Framing {
         /// HEAD: the headers of GET (Content-Length included) and no content.
-        var isHead = false
+        package var isHead: Bool
         /// Send `Connection: close`.
-        var close = false
+        package var close: Bool
         /// Send `Connection: keep-alive` (an HTTP/1.0 client that asked for it).
-        var keepAliveHeader = false
+        package var keepAliveHeader: Bool
+
+        package init(isHead: Bool = false, close: Bool = false, keepAliveHeader: Bool = false) {
+            self.isHead = isHead
+            self.close = close
+            self.keepAliveHeader = keepAliveHeader
+        }
     }
 
     /// Serializes `response`. The server owns `Date`, `Content-Length`, `Transfer-Encoding` and
     /// `Connection`: those set by the handler are replaced. 1xx, 204 and 304 carry no content and no
     /// Content-Length. CR, LF and NUL in handler-provided values become SP; fields with an invalid
     /// name are dropped, so a handler cannot split the response.
-    static func serialize(_ response: HTTPResponse, date: String, framing: Framing) -> [UInt8] {
+    package static func serialize(_ response: HTTPResponse, date: String, framing: Framing) -> [UInt8] {
         let status = response.status
         let noContent = (100..<200).contains(status) || status == 204 || status == 304
         var out: [UInt8] = []
@@ -54,7 +60,7 @@ enum ResponseSerializer {
         return out
     }
 
-    static let continueResponse: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+    package static let continueResponse: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
     private static func isServerManaged(_ name: String) -> Bool {
         switch name.utf8.count {
@@ -110,41 +116,5 @@ enum ResponseSerializer {
         case 507: "Insufficient Storage"
         default: "Status"
         }
-    }
-}
-
-/// Calendar dates from day counts, for the date formats of HTTP and of the services built on it.
-public enum CivilDate {
-    /// Days since 1970-01-01 → (year, month 1...12, day 1...31) in the proleptic Gregorian calendar.
-    public static func from(days: Int) -> (year: Int, month: Int, day: Int) {
-        let shifted = days + 719_468
-        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
-        let dayOfEra = shifted - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
-    }
-}
-
-/// IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
-enum HTTPDate {
-    private static let days = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]
-    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
-    /// Formats seconds since the Unix epoch (UTC).
-    static func format(epochSeconds: Int) -> String {
-        let dayCount = epochSeconds >= 0 ? epochSeconds / 86400 : (epochSeconds - 86399) / 86400
-        let secondOfDay = epochSeconds - dayCount * 86400
-        let (year, month, day) = CivilDate.from(days: dayCount)
-        let weekday = days[((dayCount % 7) + 7) % 7]
-        return "\(weekday), \(twoDigits(day)) \(months[month - 1]) \(year) "
-            + "\(twoDigits(secondOfDay / 3600)):\(twoDigits(secondOfDay / 60 % 60)):\(twoDigits(secondOfDay % 60)) GMT"
-    }
-
-    private static func twoDigits(_ value: Int) -> String {
-        value < 10 ? "0\(value)" : "\(value)"
     }
 }
