@@ -40,7 +40,7 @@ public struct Router: Sendable {
     }
 
     /// The routes, in the order they were added.
-    public var routes: [(method: String, pattern: String)] {
+    package var routes: [(method: String, pattern: String)] {
         table.map { (method: $0.method, pattern: $0.pattern) }
     }
 
