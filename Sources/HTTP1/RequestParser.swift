@@ -1,4 +1,4 @@
-/// Limits applied by the parser; the server takes them from ``HTTPServerConfiguration``.
+/// Limits applied by the parser; the server (HTTPCore) takes them from its `HTTPServerConfiguration`.
 package struct ParserLimits: Sendable {
     package var maxRequestLineLength = 8192
     package var maxHeaderBytes = 32768
