@@ -6,10 +6,14 @@ package struct HTTPParseError: Error, Equatable, Sendable {
     package var code: String
     package var message: String
 
-    private init(_ status: Int, _ code: String, _ message: String) {
+    package init(status: Int, code: String, message: String) {
         self.status = status
         self.code = code
         self.message = message
+    }
+
+    private init(_ status: Int, _ code: String, _ message: String) {
+        self.init(status: status, code: code, message: message)
     }
 
     static func badRequest(_ message: String) -> Self { Self(400, "BAD_REQUEST", message) }
