@@ -7,9 +7,7 @@ package struct HTTPParseError: Error, Equatable, Sendable {
     package var message: String
 
     package init(status: Int, code: String, message: String) {
-        self.status = status
-        self.code = code
-        self.message = message
+        (self.status, self.code, self.message) = (status, code, message)
     }
 
     private init(_ status: Int, _ code: String, _ message: String) {
