@@ -107,25 +107,28 @@ enum Syscalls {
         return (fd, remote)
     }
 
-    /// The numeric host and the port of an IPv4 or IPv6 socket address.
     static func address(of storage: sockaddr_storage) -> (host: String, port: Int) {
         var storage = storage
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         return withUnsafePointer(to: &storage) { pointer in
             if pointer.pointee.ss_family == sa_family_t(AF_INET6) {
-                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
-                    (numericHost(AF_INET6, $0.pointee.sin6_addr), Int(UInt16(bigEndian: $0.pointee.sin6_port)))
+                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                    var raw = address.pointee.sin6_addr
+                    inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count))
+                    return (
+                        text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) },
+                        Int(UInt16(bigEndian: address.pointee.sin6_port))
+                    )
                 }
             }
-            return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
-                (numericHost(AF_INET, $0.pointee.sin_addr), Int(UInt16(bigEndian: $0.pointee.sin_port)))
+            return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                var raw = address.pointee.sin_addr
+                inet_ntop(AF_INET, &raw, &text, socklen_t(text.count))
+                return (
+                    text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) },
+                    Int(UInt16(bigEndian: address.pointee.sin_port))
+                )
             }
         }
-    }
-
-    /// `inet_ntop` of an `in_addr` or `in6_addr`.
-    private static func numericHost<Address>(_ family: Int32, _ address: Address) -> String {
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        withUnsafeBytes(of: address) { _ = inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
-        return text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }
