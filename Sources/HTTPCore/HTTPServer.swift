@@ -42,12 +42,15 @@ public final class HTTPServer: Sendable {
     var closedConnections: Int { core.closedCount.load(ordering: .acquiring) }
 }
 
-/// The shared state of a server. Mutable fields are confined to `queue`; counters are atomics.
+/// The shared state of a server.
+///
+/// `@unchecked Sendable`: the mutable fields below (`listenFD`, `accepting`, `connections`, ...) are read and
+/// written on `queue` only; `poller` is set once on `queue` in `start`, before any connection exists, and
+/// connections read it on their own queues after `queue` started them; counters are atomics.
 final class ServerCore: @unchecked Sendable {
     let configuration: HTTPServerConfiguration
     let router: Router
     let hooks: HTTPServerHooks
-    let limits: ParserLimits
     let queue = DispatchQueue(label: "HTTPServer.accept")
     let dateCache = DateCache()
     /// Serial queues, one per core (two at least), that the connections' queues target: at most that many
@@ -67,14 +70,8 @@ final class ServerCore: @unchecked Sendable {
     /// Set once shutdown begins; read by connections to answer with `Connection: close`.
     let shutdownStarted = Atomic<Bool>(false)
 
-    /// The timeouts in nanoseconds (negative configured values count as zero).
-    let headTimeout: UInt64
-    let bodyTimeout: UInt64
-    let idleTimeout: UInt64
-    let writeTimeout: UInt64
-
-    /// The timer tick of each connection: a quarter of the shortest timeout, within 10 ms ... 1 s.
-    let tick: DispatchTimeInterval
+    /// The policy every connection's state machine applies.
+    let connectionConfiguration: ConnectionStateMachine.Configuration
 
     private static let listenerID = UInt64.max - 1
     private var listenFD: Int32 = -1
@@ -90,17 +87,12 @@ final class ServerCore: @unchecked Sendable {
         self.configuration = configuration
         self.router = router
         self.hooks = hooks
-        limits = configuration.parserLimits
-        headTimeout = UInt64(max(0, configuration.headTimeout.nanoseconds))
-        bodyTimeout = UInt64(max(0, configuration.bodyTimeout.nanoseconds))
-        idleTimeout = UInt64(max(0, configuration.idleTimeout.nanoseconds))
-        writeTimeout = UInt64(max(0, configuration.writeTimeout.nanoseconds))
-        let shortest = [
-            configuration.headTimeout, configuration.bodyTimeout, configuration.idleTimeout,
-            configuration.writeTimeout,
-        ].min()!
-        let quarter = shortest.nanoseconds / 4
-        tick = .nanoseconds(Int(min(max(quarter, 10_000_000), 1_000_000_000)))
+        // Negative configured timeouts count as zero.
+        func nanoseconds(_ duration: Duration) -> UInt64 { UInt64(max(0, duration.nanoseconds)) }
+        connectionConfiguration = ConnectionStateMachine.Configuration(
+            headTimeout: nanoseconds(configuration.headTimeout), bodyTimeout: nanoseconds(configuration.bodyTimeout),
+            idleTimeout: nanoseconds(configuration.idleTimeout), writeTimeout: nanoseconds(configuration.writeTimeout),
+            maxRequestsPerConnection: configuration.maxRequestsPerConnection, parserLimits: configuration.parserLimits)
     }
 
     func start() throws(HTTPServerError) {
@@ -121,10 +113,10 @@ final class ServerCore: @unchecked Sendable {
                 poller = try SocketPoller()
                 try poller.start()
             } catch let error as HTTPServerError {
-                Glibc.close(listener.fd)
+                Syscalls.close(listener.fd)
                 return .failure(error)
             } catch {
-                Glibc.close(listener.fd)
+                Syscalls.close(listener.fd)
                 return .failure(HTTPServerError(message: "\(error)"))
             }
             let armed = poller.add(Self.listenerID, fd: listener.fd, events: SocketPoller.readable) { [self] _ in
@@ -137,7 +129,7 @@ final class ServerCore: @unchecked Sendable {
             guard armed else {
                 let error = HTTPServerError("epoll_ctl")
                 poller.stop()
-                Glibc.close(listener.fd)
+                Syscalls.close(listener.fd)
                 return .failure(error)
             }
             self.poller = poller
@@ -208,7 +200,7 @@ final class ServerCore: @unchecked Sendable {
             shutdownStarted.store(true, ordering: .releasing)
             if started && listenFD >= 0 {
                 poller.remove(Self.listenerID, fd: listenFD)
-                Glibc.close(listenFD)
+                Syscalls.close(listenFD)
                 listenFD = -1
                 listenerOpen.store(false, ordering: .releasing)
             }

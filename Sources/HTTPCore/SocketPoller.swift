@@ -13,7 +13,7 @@ import Synchronization
 ///
 /// Every registration is one-shot (`EPOLLONESHOT`): after an event it stays disarmed until its owner arms it
 /// again, so at most one event per registration is in flight.
-final class SocketPoller: @unchecked Sendable {
+final class SocketPoller: Sendable {
     typealias Handler = @Sendable (_ events: UInt32) -> Void
 
     static let readable = UInt32(CEPOLL_IN | CEPOLL_RDHUP)
@@ -28,30 +28,32 @@ final class SocketPoller: @unchecked Sendable {
     private let wakeFD: Int32
     private let handlers = Mutex<[UInt64: Handler]>([:])
     private let stopping = Atomic<Bool>(false)
-    /// Set by `start` and read by `stop`, both called from the server's accept queue.
-    private var thread: pthread_t?
+    /// Set by `start`, taken by `stop`.
+    private let thread = Mutex<pthread_t?>(nil)
 
     init() throws(HTTPServerError) {
-        epollFD = cepoll_create()
+        epollFD = Syscalls.epollCreate()
         guard epollFD >= 0 else { throw HTTPServerError("epoll_create1") }
-        wakeFD = cepoll_eventfd()
+        wakeFD = Syscalls.eventFD()
         guard wakeFD >= 0 else {
             let error = HTTPServerError("eventfd")
-            Glibc.close(epollFD)
+            Syscalls.close(epollFD)
             throw error
         }
-        guard cepoll_ctl(epollFD, Int32(CEPOLL_CTL_ADD), wakeFD, UInt32(CEPOLL_IN), Self.wakeToken) == 0
+        guard
+            Syscalls.epollControl(
+                epollFD, CEPOLL_CTL_ADD, fd: wakeFD, events: UInt32(CEPOLL_IN), data: Self.wakeToken)
         else {
             let error = HTTPServerError("epoll_ctl")
-            Glibc.close(wakeFD)
-            Glibc.close(epollFD)
+            Syscalls.close(wakeFD)
+            Syscalls.close(epollFD)
             throw error
         }
     }
 
     deinit {
-        Glibc.close(wakeFD)
-        Glibc.close(epollFD)
+        Syscalls.close(wakeFD)
+        Syscalls.close(epollFD)
     }
 
     /// Starts the thread that waits for events and calls the handlers (on that thread: they must be quick).
@@ -69,16 +71,14 @@ final class SocketPoller: @unchecked Sendable {
             Unmanaged<SocketPoller>.fromOpaque(context).release()
             throw HTTPServerError("pthread_create", errno: rc)
         }
-        thread = created
+        thread.withLock { $0 = created }
     }
 
     /// Ends the thread and waits for it; handlers are not called afterwards.
     func stop() {
-        guard let thread else { return }
-        self.thread = nil
+        guard let thread = thread.withLock({ $0.take() }) else { return }
         stopping.store(true, ordering: .releasing)
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, MemoryLayout<UInt64>.size)
+        Syscalls.wake(eventFD: wakeFD)
         pthread_join(thread, nil)
     }
 
@@ -101,12 +101,12 @@ final class SocketPoller: @unchecked Sendable {
     /// Stops watching `fd`; its handler is not called after this returns, except for an event already taken
     /// off the queue, which its owner must ignore. The caller may close `fd` right after.
     func remove(_ id: UInt64, fd: Int32) {
-        _ = cepoll_ctl(epollFD, Int32(CEPOLL_CTL_DEL), fd, 0, 0)
+        _ = Syscalls.epollControl(epollFD, CEPOLL_CTL_DEL, fd: fd, events: 0, data: 0)
         handlers.withLock { _ = $0.removeValue(forKey: id) }
     }
 
     private func control(_ operation: Int, id: UInt64, fd: Int32, events: UInt32) -> Bool {
-        cepoll_ctl(epollFD, Int32(operation), fd, events | UInt32(CEPOLL_ONESHOT), id) == 0
+        Syscalls.epollControl(epollFD, operation, fd: fd, events: events | UInt32(CEPOLL_ONESHOT), data: id)
     }
 
     private func run() {
@@ -114,9 +114,9 @@ final class SocketPoller: @unchecked Sendable {
         let events = UnsafeMutablePointer<cepoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
         while !stopping.load(ordering: .acquiring) {
-            let count = Syscalls.retryingEINTR { cepoll_wait(epollFD, events, Int32(capacity), -1) }
+            let count = Syscalls.epollWait(epollFD, into: events, capacity: capacity)
             if count < 0 { break }  // only EBADF or EINVAL, which would be a bug here
-            for index in 0..<Int(count) {
+            for index in 0..<count {
                 let id = events[index].data
                 if id == Self.wakeToken { continue }
                 let handler = handlers.withLock { $0[id] }
