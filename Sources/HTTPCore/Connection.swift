@@ -4,10 +4,11 @@ import Glibc
 /// One accepted connection: the I/O shell of a ``ConnectionStateMachine``. It reads, writes, runs handlers
 /// and a timer as the machine asks, and feeds it what happened; every decision is the machine's.
 ///
-/// `@unchecked Sendable`: every mutable field is confined to `queue` (the poller's, the timer's and the
-/// handler's callbacks all hop onto it). Readiness comes from the server's `SocketPoller` (one-shot: each
-/// event disarms the registration until `arm` arms it again). The fd is closed exactly once, in `close`,
-/// right after its registration is removed.
+/// `@unchecked Sendable`: every mutable field is confined to `queue`, the serial loop queue the connection
+/// shares with others (the poller's, the timer's and the handler's callbacks all hop onto it). Readiness comes
+/// from the server's `SocketPoller`, edge-triggered: an event says the socket became readable or writable,
+/// and the connection remembers it until a read or write finds the socket drained or full. The fd is closed
+/// exactly once, in `close`, right after its registration is removed.
 final class Connection: @unchecked Sendable {
     static let readChunk = 16384
 
@@ -23,8 +24,13 @@ final class Connection: @unchecked Sendable {
     private var outputOffset = 0
     /// What the machine waits for.
     private var interest: ConnectionStateMachine.Interest = .read
-    /// The events the registration is armed for; nil once an event disarmed it.
-    private var armed: UInt32? = SocketPoller.readable
+    /// The socket may have bytes to read (an event said so and no read found it drained since).
+    private var readable = false
+    /// The socket may take bytes (no write found it full since the last event).
+    private var writable = true
+    /// The peer shut its write side: EOF follows the queued bytes but raises no event of its own, so a short
+    /// read no longer means drained.
+    private var peerShutWrite = false
     private var handlerTask: Task<Void, Never>?
     /// Made once the registration exists (a source that was never resumed must not be released).
     private var timer: (any DispatchSourceTimer)?
@@ -36,8 +42,8 @@ final class Connection: @unchecked Sendable {
         self.id = id
         self.fd = fd
         self.core = core
-        queue = DispatchQueue(label: "HTTPServer.connection", target: core.loops[id % core.loops.count])
-        executor = QueueExecutor(queue: queue)
+        executor = core.loops[id % core.loops.count]
+        queue = executor.queue
         machine = ConnectionStateMachine(
             configuration: core.connectionConfiguration, router: core.router, remoteAddress: remoteAddress,
             errorResponse: core.hooks.errorResponse, now: Self.now())
@@ -51,7 +57,7 @@ final class Connection: @unchecked Sendable {
 
     func start() {
         queue.async { [self] in
-            let registered = core.poller.add(UInt64(id), fd: fd, events: SocketPoller.readable) { [self] events in
+            let registered = core.poller.watch(UInt64(id), fd: fd) { [self] events in
                 queue.async { [self] in onEvents(events) }
             }
             guard registered else {
@@ -64,7 +70,7 @@ final class Connection: @unchecked Sendable {
             timer.setEventHandler { [self] in onTimer() }
             timer.resume()
             self.timer = timer
-            run(now: Self.now())
+            drive(now: Self.now())
         }
     }
 
@@ -73,7 +79,7 @@ final class Connection: @unchecked Sendable {
         queue.async { [self] in
             guard !closed else { return }
             machine.drain()
-            run(now: Self.now())
+            drive(now: Self.now())
         }
     }
 
@@ -81,26 +87,25 @@ final class Connection: @unchecked Sendable {
         queue.async { [self] in
             guard !closed else { return }
             machine.peerFailed()
-            run(now: Self.now())
+            drive(now: Self.now())
         }
     }
 
     // MARK: Events
 
-    /// One event of the poller: the registration is disarmed now.
+    /// One event of the poller.
     private func onEvents(_ events: UInt32) {
         guard !closed else { return }  // taken off the queue before the registration was removed
-        armed = nil
-        let now = Self.now()
-        let failed = events & SocketPoller.failed != 0
-        if failed { machine.socketFailed() }
-        if !machine.isClosed && interest.contains(.read) && (events & SocketPoller.readable != 0 || failed) {
-            read(now: now)
+        if events & SocketPoller.failed != 0 {
+            machine.socketFailed()
+            // The next read or write reports what happened.
+            readable = true
+            writable = true
         }
-        if !machine.isClosed && outputOffset < output.count && (events & SocketPoller.writable != 0 || failed) {
-            flush(now: now)
-        }
-        run(now: now)
+        if events & SocketPoller.readable != 0 { readable = true }
+        if events & SocketPoller.peerShutWrite != 0 { peerShutWrite = true }
+        if events & SocketPoller.writable != 0 { writable = true }
+        drive(now: Self.now())
     }
 
     private func onTimer() {
@@ -108,7 +113,7 @@ final class Connection: @unchecked Sendable {
         timerDeadline = nil
         let now = Self.now()
         machine.timerFired(now: now)
-        run(now: now)
+        drive(now: now)
     }
 
     private func handlerFinished(_ response: HTTPResponse) {
@@ -116,10 +121,26 @@ final class Connection: @unchecked Sendable {
         guard !closed else { return }
         let now = Self.now()
         machine.handlerFinished(response, now: now)
-        run(now: now)
+        drive(now: now)
     }
 
     // MARK: Actions
+
+    /// Performs the machine's actions, and reads and writes while the machine wants to and the socket can,
+    /// until the machine waits for an event or the connection is closed.
+    private func drive(now: UInt64) {
+        while !closed {
+            run(now: now)
+            if closed { return }
+            if interest.contains(.read) && readable {
+                read(now: now)
+            } else if outputOffset < output.count && writable {
+                flush(now: now)
+            } else {
+                return
+            }
+        }
+    }
 
     /// Performs the machine's actions until it waits or closes.
     private func run(now: UInt64) {
@@ -145,7 +166,6 @@ final class Connection: @unchecked Sendable {
                 return
             case .wait(let interest, let deadline):
                 self.interest = interest
-                arm(interest)
                 scheduleTimer(deadline)
                 return
             }
@@ -181,10 +201,14 @@ final class Connection: @unchecked Sendable {
         withUnsafeTemporaryAllocation(byteCount: Self.readChunk, alignment: 16) { buffer in
             let count = Syscalls.receive(fd, into: buffer)
             if count > 0 {
+                // A read that did not fill the buffer drained the socket: bytes arriving later raise an event.
+                if count < buffer.count && !peerShutWrite { readable = false }
                 machine.received(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), now: now)
             } else if count == 0 {
                 machine.peerClosed()
-            } else if errno != EAGAIN && errno != EWOULDBLOCK {
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                readable = false
+            } else {
                 machine.peerFailed()
             }
         }
@@ -200,6 +224,7 @@ final class Connection: @unchecked Sendable {
                 outputOffset += written
                 progressed = true
             } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                writable = false  // room freed later raises an event
                 break
             } else {
                 machine.peerFailed()
@@ -214,32 +239,6 @@ final class Connection: @unchecked Sendable {
         if progressed || finished {
             machine.wrote(now: now, finished: finished)
         }
-    }
-
-    /// Arms the registration for `interest`. Waiting for nothing but a reset happens while a handler runs:
-    /// that arming waits until the handler's first step has run, so a handler that answers at once (it runs
-    /// first on this serial queue) arms for the next read instead, one `epoll_ctl` instead of two.
-    private func arm(_ interest: ConnectionStateMachine.Interest) {
-        let wanted =
-            (interest.contains(.read) ? SocketPoller.readable : 0)
-            | (interest.contains(.write) ? SocketPoller.writable : 0)
-        guard wanted != armed else { return }
-        if wanted == 0 && armed == nil {
-            queue.async { [self] in
-                guard !closed, armed == nil, self.interest.isEmpty else { return }
-                armed = 0
-                if !core.poller.arm(UInt64(id), fd: fd, events: 0) { fail() }
-            }
-            return
-        }
-        armed = wanted
-        if !core.poller.arm(UInt64(id), fd: fd, events: wanted) { fail() }
-    }
-
-    /// The registration could not be armed: nothing would wake the connection again.
-    private func fail() {
-        machine.peerFailed()
-        run(now: Self.now())
     }
 
     /// Keeps an earlier timer: when it fires, the machine finds nothing due and names the next deadline.

@@ -5,10 +5,10 @@ import Synchronization
 /// An HTTP/1.1 server on POSIX sockets and Dispatch.
 ///
 /// A `SocketPoller` thread watches the listener and every connection; one serial queue accepts; each
-/// connection has its own serial queue, where its events run, and a coarse timer for its deadlines; the
-/// connections' queues share a few serial `loops`, one per core. A connection reads one request at a
-/// time: while its handler runs (as a `Task`), reading stops, so pipelined requests are answered in
-/// order and a client cannot push unbounded data. At ``HTTPServerConfiguration/maxConnections``
+/// connection runs its events, its timer for the next deadline and its handlers' synchronous parts on one of
+/// a few serial `loops`, one per core. A connection's policy is its `ConnectionStateMachine`: it reads one
+/// request at a time; while its handler runs (as a `Task`), reading stops, so pipelined requests are
+/// answered in order and a client cannot push unbounded data. At ``HTTPServerConfiguration/maxConnections``
 /// the server stops accepting; new connections wait in the kernel's listen backlog.
 public final class HTTPServer: Sendable {
     let core: ServerCore
@@ -53,12 +53,12 @@ final class ServerCore: @unchecked Sendable {
     let hooks: HTTPServerHooks
     let queue = DispatchQueue(label: "HTTPServer.accept")
     let dateCache = DateCache()
-    /// Serial queues, one per core (two at least), that the connections' queues target: at most that many
-    /// threads do connection work (parsing, writing, a handler's synchronous parts) at a time. With a queue
-    /// of its own per connection, Dispatch grew its pool past 250 threads under 64 busy connections (RSS
-    /// 16 MB instead of 11; scripts/bench-http).
-    let loops: [DispatchQueue] = (0..<max(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))).map {
-        DispatchQueue(label: "HTTPServer.loop.\($0)")
+    /// Serial queues, one per core (two at least), each the queue (and handlers' preferred executor) of the
+    /// connections assigned to it: at most that many threads do connection work (parsing, writing, a
+    /// handler's synchronous parts) at a time. With a queue of its own per connection, Dispatch grew its pool
+    /// past 250 threads under 64 busy connections (RSS 16 MB instead of 11; scripts/bench-http).
+    let loops: [QueueExecutor] = (0..<max(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))).map {
+        QueueExecutor(queue: DispatchQueue(label: "HTTPServer.loop.\($0)"))
     }
     /// Set by `start`; then read from connection queues.
     private(set) var poller: SocketPoller!

@@ -11,15 +11,21 @@ import Synchronization
 /// touches a freed note (SIGSEGV). Here epoll's data is a registration number, never a pointer: an event for a
 /// registration already removed finds nothing and is dropped, and the fd is closed right after its removal.
 ///
-/// Every registration is one-shot (`EPOLLONESHOT`): after an event it stays disarmed until its owner arms it
-/// again, so at most one event per registration is in flight.
+/// A registration is either one-shot (`add`, `EPOLLONESHOT`: after an event it stays disarmed until its owner
+/// arms it again, so at most one event is in flight; the listener) or edge-triggered (`watch`: armed for
+/// reading, writing and hang-ups for good, an event each time the socket becomes readable or writable, and
+/// no `epoll_ctl` per request; connections). Either way an event for a removed registration is dropped.
 final class SocketPoller: Sendable {
     typealias Handler = @Sendable (_ events: UInt32) -> Void
 
     static let readable = UInt32(CEPOLL_IN | CEPOLL_RDHUP)
     static let writable = UInt32(CEPOLL_OUT)
+    /// The peer shut its write side: after the bytes already queued, reads find EOF.
+    static let peerShutWrite = UInt32(CEPOLL_RDHUP)
     /// Always reported, armed or not (until the one-shot event disarms the registration).
     static let failed = UInt32(CEPOLL_HUP | CEPOLL_ERR)
+    /// `EPOLLET` (`1u << 31`, which a C enum cannot carry).
+    private static let edgeTriggered: UInt32 = 1 << 31
 
     private static let wakeToken = UInt64.max
 
@@ -84,8 +90,19 @@ final class SocketPoller: Sendable {
 
     /// Watches `fd` as registration `id`, armed for `events`.
     func add(_ id: UInt64, fd: Int32, events: UInt32, handler: @escaping Handler) -> Bool {
+        register(id, fd: fd, events: events | UInt32(CEPOLL_ONESHOT), handler: handler)
+    }
+
+    /// Watches `fd` as registration `id`, edge-triggered for reading, writing and hang-ups: `handler` is called
+    /// each time new bytes arrive, room frees up after a write that did not fit, or the socket fails. The owner
+    /// keeps reading (writing) until EAGAIN before it waits for the next event, and never arms it.
+    func watch(_ id: UInt64, fd: Int32, handler: @escaping Handler) -> Bool {
+        register(id, fd: fd, events: Self.readable | Self.writable | Self.edgeTriggered, handler: handler)
+    }
+
+    private func register(_ id: UInt64, fd: Int32, events: UInt32, handler: @escaping Handler) -> Bool {
         handlers.withLock { $0[id] = handler }
-        guard control(CEPOLL_CTL_ADD, id: id, fd: fd, events: events) else {
+        guard Syscalls.epollControl(epollFD, CEPOLL_CTL_ADD, fd: fd, events: events, data: id) else {
             handlers.withLock { _ = $0.removeValue(forKey: id) }
             return false
         }
@@ -95,7 +112,7 @@ final class SocketPoller: Sendable {
     /// Arms registration `id` for `events` (0: only errors and hang-ups, which epoll always reports).
     @discardableResult
     func arm(_ id: UInt64, fd: Int32, events: UInt32) -> Bool {
-        control(CEPOLL_CTL_MOD, id: id, fd: fd, events: events)
+        Syscalls.epollControl(epollFD, CEPOLL_CTL_MOD, fd: fd, events: events | UInt32(CEPOLL_ONESHOT), data: id)
     }
 
     /// Stops watching `fd`; its handler is not called after this returns, except for an event already taken
@@ -103,10 +120,6 @@ final class SocketPoller: Sendable {
     func remove(_ id: UInt64, fd: Int32) {
         _ = Syscalls.epollControl(epollFD, CEPOLL_CTL_DEL, fd: fd, events: 0, data: 0)
         handlers.withLock { _ = $0.removeValue(forKey: id) }
-    }
-
-    private func control(_ operation: Int, id: UInt64, fd: Int32, events: UInt32) -> Bool {
-        Syscalls.epollControl(epollFD, operation, fd: fd, events: events | UInt32(CEPOLL_ONESHOT), data: id)
     }
 
     private func run() {

@@ -90,4 +90,30 @@ struct SocketPollerTests {
         _ = try await current.waitForCount(1)
         #expect(removed.count == 0)
     }
+
+    @Test func watchedRegistrationReportsEachArrivalWithoutArming() async throws {
+        let poller = try SocketPoller()
+        try poller.start()
+        defer { poller.stop() }
+        let (watched, peer) = try Self.socketPair()
+        defer {
+            Glibc.close(watched)
+            Glibc.close(peer)
+        }
+        let events = Events()
+        #expect(poller.watch(9, fd: watched, handler: events.handler))
+        // A fresh socket has room: the first event says writable.
+        let first = try await events.waitForCount(1)
+        #expect(first[0] & SocketPoller.writable != 0)
+        var byte: UInt8 = 1
+        for round in 2...3 {
+            // Nothing is read, yet each new arrival is reported: no arming in between.
+            #expect(write(peer, &byte, 1) == 1)
+            let seen = try await events.waitForCount(round)
+            #expect(seen[round - 1] & SocketPoller.readable != 0)
+        }
+        shutdown(peer, Int32(SHUT_WR))
+        let last = try await events.waitForCount(4)
+        #expect(last[3] & SocketPoller.peerShutWrite != 0)
+    }
 }
