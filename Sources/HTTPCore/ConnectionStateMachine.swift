@@ -219,18 +219,16 @@ struct ConnectionStateMachine {
                 } else if now &- idleSince >= configuration.idleTimeout {
                     closeNow()
                 }
-            case .head:
-                if now &- headStartedAt >= configuration.headTimeout {
+            case .head, .body:
+                // The head's deadline is absolute; the body's counts from the last read.
+                let (since, limit, part) =
+                    parser.phase == .head
+                    ? (headStartedAt, configuration.headTimeout, "head")
+                    : (lastReadAt, configuration.bodyTimeout, "body")
+                if now &- since >= limit {
                     pending = respondWithError(
                         HTTPParseError(
-                            status: 408, code: "REQUEST_TIMEOUT", message: "request head not received in time"),
-                        now: now)
-                }
-            case .body:
-                if now &- lastReadAt >= configuration.bodyTimeout {
-                    pending = respondWithError(
-                        HTTPParseError(
-                            status: 408, code: "REQUEST_TIMEOUT", message: "request body not received in time"),
+                            status: 408, code: "REQUEST_TIMEOUT", message: "request \(part) not received in time"),
                         now: now)
                 }
             }
