@@ -146,26 +146,20 @@ enum Syscalls {
 
     static func address(of storage: sockaddr_storage) -> (host: String, port: Int) {
         var storage = storage
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         return withUnsafePointer(to: &storage) { pointer in
             if pointer.pointee.ss_family == sa_family_t(AF_INET6) {
-                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                    var raw = address.pointee.sin6_addr
-                    inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count))
-                    return (
-                        text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) },
-                        Int(UInt16(bigEndian: address.pointee.sin6_port))
-                    )
-                }
+                let address = pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
+                return (numericHost(AF_INET6, address.sin6_addr), Int(UInt16(bigEndian: address.sin6_port)))
             }
-            return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                var raw = address.pointee.sin_addr
-                inet_ntop(AF_INET, &raw, &text, socklen_t(text.count))
-                return (
-                    text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) },
-                    Int(UInt16(bigEndian: address.pointee.sin_port))
-                )
-            }
+            let address = pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+            return (numericHost(AF_INET, address.sin_addr), Int(UInt16(bigEndian: address.sin_port)))
         }
+    }
+
+    /// `inet_ntop` of an `in_addr` or an `in6_addr`.
+    private static func numericHost<Address>(_ family: Int32, _ address: Address) -> String {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        withUnsafeBytes(of: address) { _ = inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
+        return text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }
