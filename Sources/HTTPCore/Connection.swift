@@ -11,6 +11,8 @@ import Glibc
 /// exactly once, in `close`, right after its registration is removed.
 final class Connection: @unchecked Sendable {
     static let readChunk = 16384
+    /// Reads in a row before the connection lets the other connections of its loop run.
+    static let readBudget = 4
 
     let id: Int
     let fd: Int32
@@ -128,11 +130,20 @@ final class Connection: @unchecked Sendable {
 
     /// Performs the machine's actions, and reads and writes while the machine wants to and the socket can,
     /// until the machine waits for an event or the connection is closed.
+    /// After `readBudget` reads in a row the connection yields its loop queue to the others and goes on later.
     private func drive(now: UInt64) {
+        var reads = 0
         while !closed {
             run(now: now)
             if closed { return }
             if interest.contains(.read) && readable {
+                if reads == Self.readBudget {
+                    queue.async { [self] in
+                        if !closed { drive(now: Self.now()) }
+                    }
+                    return
+                }
+                reads += 1
                 read(now: now)
             } else if outputOffset < output.count && writable {
                 flush(now: now)
