@@ -6,10 +6,10 @@ import Synchronization
 /// An HTTP/1.1 server on POSIX sockets and Dispatch.
 ///
 /// A `SocketPoller` thread watches the listener and every connection; one serial queue accepts; each
-/// connection has its own serial queue, where its events run, and a coarse timer for its deadlines; the
-/// connections' queues share a few serial `loops`, one per core. A connection reads one request at a
-/// time: while its handler runs (as a `Task`), reading stops, so pipelined requests are answered in
-/// order and a client cannot push unbounded data. At ``HTTPServerConfiguration/maxConnections``
+/// connection runs its events, its timer for the next deadline and its handlers' synchronous parts on one of
+/// a few serial `loops`, one per core. A connection's policy is its `ConnectionStateMachine`: it reads one
+/// request at a time; while its handler runs (as a `Task`), reading stops, so pipelined requests are
+/// answered in order and a client cannot push unbounded data. At ``HTTPServerConfiguration/maxConnections``
 /// the server stops accepting; new connections wait in the kernel's listen backlog.
 public final class HTTPServer: Sendable {
     let core: ServerCore
@@ -43,20 +43,23 @@ public final class HTTPServer: Sendable {
     var closedConnections: Int { core.closedCount.load(ordering: .acquiring) }
 }
 
-/// The shared state of a server. Mutable fields are confined to `queue`; counters are atomics.
+/// The shared state of a server.
+///
+/// `@unchecked Sendable`: the mutable fields below (`listenFD`, `accepting`, `connections`, ...) are read and
+/// written on `queue` only; `poller` is set once on `queue` in `start`, before any connection exists, and
+/// connections read it on their own queues after `queue` started them; counters are atomics.
 final class ServerCore: @unchecked Sendable {
     let configuration: HTTPServerConfiguration
     let router: Router
     let hooks: HTTPServerHooks
-    let limits: ParserLimits
     let queue = DispatchQueue(label: "HTTPServer.accept")
     let dateCache = DateCache()
-    /// Serial queues, one per core (two at least), that the connections' queues target: at most that many
-    /// threads do connection work (parsing, writing, a handler's synchronous parts) at a time. With a queue
-    /// of its own per connection, Dispatch grew its pool past 250 threads under 64 busy connections (RSS
-    /// 16 MB instead of 11; scripts/bench-http).
-    let loops: [DispatchQueue] = (0..<max(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))).map {
-        DispatchQueue(label: "HTTPServer.loop.\($0)")
+    /// Serial queues, one per core (two at least), each the queue (and handlers' preferred executor) of the
+    /// connections assigned to it: at most that many threads do connection work (parsing, writing, a
+    /// handler's synchronous parts) at a time. With a queue of its own per connection, Dispatch grew its pool
+    /// past 250 threads under 64 busy connections (RSS 16 MB instead of 11; scripts/bench-http).
+    let loops: [QueueExecutor] = (0..<max(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))).map {
+        QueueExecutor(queue: DispatchQueue(label: "HTTPServer.loop.\($0)"))
     }
     /// Set by `start`; then read from connection queues.
     private(set) var poller: SocketPoller!
@@ -68,14 +71,8 @@ final class ServerCore: @unchecked Sendable {
     /// Set once shutdown begins; read by connections to answer with `Connection: close`.
     let shutdownStarted = Atomic<Bool>(false)
 
-    /// The timeouts in nanoseconds (negative configured values count as zero).
-    let headTimeout: UInt64
-    let bodyTimeout: UInt64
-    let idleTimeout: UInt64
-    let writeTimeout: UInt64
-
-    /// The timer tick of each connection: a quarter of the shortest timeout, within 10 ms ... 1 s.
-    let tick: DispatchTimeInterval
+    /// The policy every connection's state machine applies.
+    let connectionConfiguration: ConnectionStateMachine.Configuration
 
     private static let listenerID = UInt64.max - 1
     private var listenFD: Int32 = -1
@@ -91,17 +88,12 @@ final class ServerCore: @unchecked Sendable {
         self.configuration = configuration
         self.router = router
         self.hooks = hooks
-        limits = configuration.parserLimits
-        headTimeout = UInt64(max(0, configuration.headTimeout.nanoseconds))
-        bodyTimeout = UInt64(max(0, configuration.bodyTimeout.nanoseconds))
-        idleTimeout = UInt64(max(0, configuration.idleTimeout.nanoseconds))
-        writeTimeout = UInt64(max(0, configuration.writeTimeout.nanoseconds))
-        let shortest = [
-            configuration.headTimeout, configuration.bodyTimeout, configuration.idleTimeout,
-            configuration.writeTimeout,
-        ].min()!
-        let quarter = shortest.nanoseconds / 4
-        tick = .nanoseconds(Int(min(max(quarter, 10_000_000), 1_000_000_000)))
+        // Negative configured timeouts count as zero.
+        func nanoseconds(_ duration: Duration) -> UInt64 { UInt64(max(0, duration.nanoseconds)) }
+        connectionConfiguration = ConnectionStateMachine.Configuration(
+            headTimeout: nanoseconds(configuration.headTimeout), bodyTimeout: nanoseconds(configuration.bodyTimeout),
+            idleTimeout: nanoseconds(configuration.idleTimeout), writeTimeout: nanoseconds(configuration.writeTimeout),
+            maxRequestsPerConnection: configuration.maxRequestsPerConnection, parserLimits: configuration.parserLimits)
     }
 
     func start() throws(HTTPServerError) {
@@ -122,10 +114,10 @@ final class ServerCore: @unchecked Sendable {
                 poller = try SocketPoller()
                 try poller.start()
             } catch let error as HTTPServerError {
-                Glibc.close(listener.fd)
+                Syscalls.close(listener.fd)
                 return .failure(error)
             } catch {
-                Glibc.close(listener.fd)
+                Syscalls.close(listener.fd)
                 return .failure(HTTPServerError(message: "\(error)"))
             }
             let armed = poller.add(Self.listenerID, fd: listener.fd, events: SocketPoller.readable) { [self] _ in
@@ -138,7 +130,7 @@ final class ServerCore: @unchecked Sendable {
             guard armed else {
                 let error = HTTPServerError("epoll_ctl")
                 poller.stop()
-                Glibc.close(listener.fd)
+                Syscalls.close(listener.fd)
                 return .failure(error)
             }
             self.poller = poller
@@ -209,7 +201,7 @@ final class ServerCore: @unchecked Sendable {
             shutdownStarted.store(true, ordering: .releasing)
             if started && listenFD >= 0 {
                 poller.remove(Self.listenerID, fd: listenFD)
-                Glibc.close(listenFD)
+                Syscalls.close(listenFD)
                 listenFD = -1
                 listenerOpen.store(false, ordering: .releasing)
             }

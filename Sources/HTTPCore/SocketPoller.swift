@@ -11,15 +11,21 @@ import Synchronization
 /// touches a freed note (SIGSEGV). Here epoll's data is a registration number, never a pointer: an event for a
 /// registration already removed finds nothing and is dropped, and the fd is closed right after its removal.
 ///
-/// Every registration is one-shot (`EPOLLONESHOT`): after an event it stays disarmed until its owner arms it
-/// again, so at most one event per registration is in flight.
-final class SocketPoller: @unchecked Sendable {
+/// A registration is either one-shot (`add`, `EPOLLONESHOT`: after an event it stays disarmed until its owner
+/// arms it again, so at most one event is in flight; the listener) or edge-triggered (`watch`: armed for
+/// reading, writing and hang-ups for good, an event each time the socket becomes readable or writable, and
+/// no `epoll_ctl` per request; connections). Either way an event for a removed registration is dropped.
+final class SocketPoller: Sendable {
     typealias Handler = @Sendable (_ events: UInt32) -> Void
 
     static let readable = UInt32(CEPOLL_IN | CEPOLL_RDHUP)
     static let writable = UInt32(CEPOLL_OUT)
+    /// The peer shut its write side: after the bytes already queued, reads find EOF.
+    static let peerShutWrite = UInt32(CEPOLL_RDHUP)
     /// Always reported, armed or not (until the one-shot event disarms the registration).
     static let failed = UInt32(CEPOLL_HUP | CEPOLL_ERR)
+    /// `EPOLLET` (`1u << 31`, which a C enum cannot carry).
+    private static let edgeTriggered: UInt32 = 1 << 31
 
     private static let wakeToken = UInt64.max
 
@@ -28,30 +34,32 @@ final class SocketPoller: @unchecked Sendable {
     private let wakeFD: Int32
     private let handlers = Mutex<[UInt64: Handler]>([:])
     private let stopping = Atomic<Bool>(false)
-    /// Set by `start` and read by `stop`, both called from the server's accept queue.
-    private var thread: pthread_t?
+    /// Set by `start`, taken by `stop`.
+    private let thread = Mutex<pthread_t?>(nil)
 
     init() throws(HTTPServerError) {
-        epollFD = cepoll_create()
+        epollFD = Syscalls.epollCreate()
         guard epollFD >= 0 else { throw HTTPServerError("epoll_create1") }
-        wakeFD = cepoll_eventfd()
+        wakeFD = Syscalls.eventFD()
         guard wakeFD >= 0 else {
             let error = HTTPServerError("eventfd")
-            Glibc.close(epollFD)
+            Syscalls.close(epollFD)
             throw error
         }
-        guard cepoll_ctl(epollFD, Int32(CEPOLL_CTL_ADD), wakeFD, UInt32(CEPOLL_IN), Self.wakeToken) == 0
+        guard
+            Syscalls.epollControl(
+                epollFD, CEPOLL_CTL_ADD, fd: wakeFD, events: UInt32(CEPOLL_IN), data: Self.wakeToken)
         else {
             let error = HTTPServerError("epoll_ctl")
-            Glibc.close(wakeFD)
-            Glibc.close(epollFD)
+            Syscalls.close(wakeFD)
+            Syscalls.close(epollFD)
             throw error
         }
     }
 
     deinit {
-        Glibc.close(wakeFD)
-        Glibc.close(epollFD)
+        Syscalls.close(wakeFD)
+        Syscalls.close(epollFD)
     }
 
     /// Starts the thread that waits for events and calls the handlers (on that thread: they must be quick).
@@ -69,23 +77,32 @@ final class SocketPoller: @unchecked Sendable {
             Unmanaged<SocketPoller>.fromOpaque(context).release()
             throw HTTPServerError("pthread_create", errno: rc)
         }
-        thread = created
+        thread.withLock { $0 = created }
     }
 
     /// Ends the thread and waits for it; handlers are not called afterwards.
     func stop() {
-        guard let thread else { return }
-        self.thread = nil
+        guard let thread = thread.withLock({ $0.take() }) else { return }
         stopping.store(true, ordering: .releasing)
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, MemoryLayout<UInt64>.size)
+        Syscalls.wake(eventFD: wakeFD)
         pthread_join(thread, nil)
     }
 
     /// Watches `fd` as registration `id`, armed for `events`.
     func add(_ id: UInt64, fd: Int32, events: UInt32, handler: @escaping Handler) -> Bool {
+        register(id, fd: fd, events: events | UInt32(CEPOLL_ONESHOT), handler: handler)
+    }
+
+    /// Watches `fd` as registration `id`, edge-triggered for reading, writing and hang-ups: `handler` is called
+    /// each time new bytes arrive, room frees up after a write that did not fit, or the socket fails. The owner
+    /// keeps reading (writing) until EAGAIN before it waits for the next event, and never arms it.
+    func watch(_ id: UInt64, fd: Int32, handler: @escaping Handler) -> Bool {
+        register(id, fd: fd, events: Self.readable | Self.writable | Self.edgeTriggered, handler: handler)
+    }
+
+    private func register(_ id: UInt64, fd: Int32, events: UInt32, handler: @escaping Handler) -> Bool {
         handlers.withLock { $0[id] = handler }
-        guard control(CEPOLL_CTL_ADD, id: id, fd: fd, events: events) else {
+        guard Syscalls.epollControl(epollFD, CEPOLL_CTL_ADD, fd: fd, events: events, data: id) else {
             handlers.withLock { _ = $0.removeValue(forKey: id) }
             return false
         }
@@ -95,18 +112,14 @@ final class SocketPoller: @unchecked Sendable {
     /// Arms registration `id` for `events` (0: only errors and hang-ups, which epoll always reports).
     @discardableResult
     func arm(_ id: UInt64, fd: Int32, events: UInt32) -> Bool {
-        control(CEPOLL_CTL_MOD, id: id, fd: fd, events: events)
+        Syscalls.epollControl(epollFD, CEPOLL_CTL_MOD, fd: fd, events: events | UInt32(CEPOLL_ONESHOT), data: id)
     }
 
     /// Stops watching `fd`; its handler is not called after this returns, except for an event already taken
     /// off the queue, which its owner must ignore. The caller may close `fd` right after.
     func remove(_ id: UInt64, fd: Int32) {
-        _ = cepoll_ctl(epollFD, Int32(CEPOLL_CTL_DEL), fd, 0, 0)
+        _ = Syscalls.epollControl(epollFD, CEPOLL_CTL_DEL, fd: fd, events: 0, data: 0)
         handlers.withLock { _ = $0.removeValue(forKey: id) }
-    }
-
-    private func control(_ operation: Int, id: UInt64, fd: Int32, events: UInt32) -> Bool {
-        cepoll_ctl(epollFD, Int32(operation), fd, events | UInt32(CEPOLL_ONESHOT), id) == 0
     }
 
     private func run() {
@@ -114,9 +127,9 @@ final class SocketPoller: @unchecked Sendable {
         let events = UnsafeMutablePointer<cepoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
         while !stopping.load(ordering: .acquiring) {
-            let count = Syscalls.retryingEINTR { cepoll_wait(epollFD, events, Int32(capacity), -1) }
+            let count = Syscalls.epollWait(epollFD, into: events, capacity: capacity)
             if count < 0 { break }  // only EBADF or EINVAL, which would be a bug here
-            for index in 0..<Int(count) {
+            for index in 0..<count {
                 let id = events[index].data
                 if id == Self.wakeToken { continue }
                 let handler = handlers.withLock { $0[id] }

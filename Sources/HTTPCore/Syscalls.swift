@@ -19,7 +19,9 @@ public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// The socket calls of the server. The only place that retries a call interrupted by a signal (EINTR).
+/// Every socket, epoll and eventfd call of the server, and the only place that retries a call interrupted by
+/// a signal (EINTR, in `retryingEINTR`). `close` is never retried: on Linux the fd is released even when
+/// close reports EINTR, and a retry could close a number another thread was just given.
 enum Syscalls {
     /// Calls `call` again while it fails with EINTR; otherwise returns its result, errno set as it left it.
     @inline(__always)
@@ -40,8 +42,42 @@ enum Syscalls {
         retryingEINTR { Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// `shutdown(fd, SHUT_WR)`: the peer reads EOF after the bytes already sent. false with errno on failure.
+    static func shutdownWrite(_ fd: Int32) -> Bool {
+        shutdown(fd, Int32(SHUT_WR)) == 0
+    }
+
+    /// `close`, exactly once per fd, result ignored (the fd is gone either way).
+    static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    // MARK: epoll
+
+    /// `epoll_create1(EPOLL_CLOEXEC)`; -1 with errno on failure.
+    static func epollCreate() -> Int32 { cepoll_create() }
+
+    /// `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`; -1 with errno on failure.
+    static func eventFD() -> Int32 { cepoll_eventfd() }
+
+    /// Adds one to an eventfd's counter, which makes it readable.
+    static func wake(eventFD fd: Int32) {
+        var one: UInt64 = 1
+        _ = retryingEINTR { Glibc.write(fd, &one, MemoryLayout<UInt64>.size) }
+    }
+
+    /// `epoll_ctl` with `data` as the event's u64 (`events` is ignored for CEPOLL_CTL_DEL); false with errno.
+    static func epollControl(_ epollFD: Int32, _ operation: Int, fd: Int32, events: UInt32, data: UInt64) -> Bool {
+        cepoll_ctl(epollFD, Int32(operation), fd, events, data) == 0
+    }
+
+    /// `epoll_wait` without a timeout into `events` (64 at most); -1 with errno on failure (never EINTR).
+    static func epollWait(_ epollFD: Int32, into events: UnsafeMutablePointer<cepoll_event>, capacity: Int) -> Int {
+        Int(retryingEINTR { cepoll_wait(epollFD, events, Int32(capacity), -1) })
+    }
+
     static let ignoreSIGPIPE: Void = {
-        _ = signal(SIGPIPE, SIG_IGN)
+        _ = Glibc.signal(SIGPIPE, SIG_IGN)
     }()
 
     /// Creates, configures, binds and listens; returns the fd and the bound port.
@@ -66,12 +102,12 @@ enum Syscalls {
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
             let error = HTTPServerError("cannot bind \(host):\(port)")
-            Glibc.close(fd)
+            close(fd)
             throw error
         }
         guard Glibc.listen(fd, Int32(clamping: max(1, backlog))) == 0 else {
             let error = HTTPServerError("cannot listen on \(host):\(port)")
-            Glibc.close(fd)
+            close(fd)
             throw error
         }
         var storage = sockaddr_storage()
@@ -81,7 +117,7 @@ enum Syscalls {
         }
         guard named == 0 else {
             let error = HTTPServerError("getsockname")
-            Glibc.close(fd)
+            close(fd)
             throw error
         }
         return (fd, address(of: storage).port)
@@ -98,6 +134,7 @@ enum Syscalls {
             }
         }
         guard fd >= 0 else { return nil }
+        // Small responses leave at once; failure only costs latency.
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         let address = address(of: storage)
@@ -109,26 +146,20 @@ enum Syscalls {
 
     static func address(of storage: sockaddr_storage) -> (host: String, port: Int) {
         var storage = storage
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         return withUnsafePointer(to: &storage) { pointer in
             if pointer.pointee.ss_family == sa_family_t(AF_INET6) {
-                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                    var raw = address.pointee.sin6_addr
-                    inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count))
-                    return (
-                        text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) },
-                        Int(UInt16(bigEndian: address.pointee.sin6_port))
-                    )
-                }
+                let address = pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
+                return (numericHost(AF_INET6, address.sin6_addr), Int(UInt16(bigEndian: address.sin6_port)))
             }
-            return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                var raw = address.pointee.sin_addr
-                inet_ntop(AF_INET, &raw, &text, socklen_t(text.count))
-                return (
-                    text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) },
-                    Int(UInt16(bigEndian: address.pointee.sin_port))
-                )
-            }
+            let address = pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+            return (numericHost(AF_INET, address.sin_addr), Int(UInt16(bigEndian: address.sin_port)))
         }
+    }
+
+    /// `inet_ntop` of an `in_addr` or an `in6_addr`.
+    private static func numericHost<Address>(_ family: Int32, _ address: Address) -> String {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        withUnsafeBytes(of: address) { _ = inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
+        return text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }

@@ -27,31 +27,42 @@ struct SocketPollerTests {
         return (fds[0], fds[1])
     }
 
-    @Test func oneEventPerArmingUntilArmedAgain() async throws {
+    /// A started poller and a socket pair, all stopped and closed after `body`.
+    static func withPollerAndPair(
+        _ body: (SocketPoller, _ watched: Int32, _ peer: Int32) async throws -> Void
+    )
+        async throws
+    {
         let poller = try SocketPoller()
         try poller.start()
         defer { poller.stop() }
-        let (watched, peer) = try Self.socketPair()
+        let (watched, peer) = try socketPair()
         defer {
             Glibc.close(watched)
             Glibc.close(peer)
         }
-        let events = Events()
-        #expect(poller.add(7, fd: watched, events: SocketPoller.readable, handler: events.handler))
-        var byte: UInt8 = 1
-        #expect(write(peer, &byte, 1) == 1)
-        let first = try await events.waitForCount(1)
-        #expect(first[0] & SocketPoller.readable != 0)
-        // Still readable (nothing was read), but the one-shot registration stays quiet until armed again.
-        #expect(write(peer, &byte, 1) == 1)
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(events.count == 1)
-        #expect(poller.arm(7, fd: watched, events: SocketPoller.readable))
-        _ = try await events.waitForCount(2)
-        // Armed for writing: a socket with room in its buffer is writable at once.
-        #expect(poller.arm(7, fd: watched, events: SocketPoller.writable))
-        let third = try await events.waitForCount(3)
-        #expect(third[2] & SocketPoller.writable != 0)
+        try await body(poller, watched, peer)
+    }
+
+    @Test func oneEventPerArmingUntilArmedAgain() async throws {
+        try await Self.withPollerAndPair { poller, watched, peer in
+            let events = Events()
+            #expect(poller.add(7, fd: watched, events: SocketPoller.readable, handler: events.handler))
+            var byte: UInt8 = 1
+            #expect(write(peer, &byte, 1) == 1)
+            let first = try await events.waitForCount(1)
+            #expect(first[0] & SocketPoller.readable != 0)
+            // Still readable (nothing was read), but the one-shot registration stays quiet until armed again.
+            #expect(write(peer, &byte, 1) == 1)
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(events.count == 1)
+            #expect(poller.arm(7, fd: watched, events: SocketPoller.readable))
+            _ = try await events.waitForCount(2)
+            // Armed for writing: a socket with room in its buffer is writable at once.
+            #expect(poller.arm(7, fd: watched, events: SocketPoller.writable))
+            let third = try await events.waitForCount(3)
+            #expect(third[2] & SocketPoller.writable != 0)
+        }
     }
 
     @Test func armedForNothingStillReportsTheHangUp() async throws {
@@ -89,5 +100,25 @@ struct SocketPollerTests {
         #expect(write(againPeer, &byte, 1) == 1)
         _ = try await current.waitForCount(1)
         #expect(removed.count == 0)
+    }
+
+    @Test func watchedRegistrationReportsEachArrivalWithoutArming() async throws {
+        try await Self.withPollerAndPair { poller, watched, peer in
+            let events = Events()
+            #expect(poller.watch(9, fd: watched, handler: events.handler))
+            // A fresh socket has room: the first event says writable.
+            let first = try await events.waitForCount(1)
+            #expect(first[0] & SocketPoller.writable != 0)
+            var byte: UInt8 = 1
+            for round in 2...3 {
+                // Nothing is read, yet each new arrival is reported: no arming in between.
+                #expect(write(peer, &byte, 1) == 1)
+                let seen = try await events.waitForCount(round)
+                #expect(seen[round - 1] & SocketPoller.readable != 0)
+            }
+            shutdown(peer, Int32(SHUT_WR))
+            let last = try await events.waitForCount(4)
+            #expect(last[3] & SocketPoller.peerShutWrite != 0)
+        }
     }
 }
