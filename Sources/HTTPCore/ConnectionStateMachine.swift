@@ -1,3 +1,5 @@
+import HTTP1
+
 /// The policy of one HTTP/1.1 connection as a value: the I/O shell (`Connection`) feeds it events and
 /// performs the actions it asks for. It does no I/O and reads no clock: every event that needs the time is
 /// given `now`, nanoseconds on a monotonic clock.
