@@ -61,8 +61,12 @@ let package = Package(
         // A trivial-route server used only by scripts/bench-http.
         .executableTarget(name: "HTTPBench", dependencies: ["HTTPCore"]),
 
-        .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine"]),
-        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTPCore", "ShmEngine"]),
+        // What the test targets share: one HTTP client, temporary directories, blocking work off the cooperative
+        // pool, an independent shm reader, segment sets, bounded waits. Linked into the tests only.
+        .target(name: "TestSupport", dependencies: ["ShmEngine"], path: "Tests/TestSupport"),
+
+        .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine", "TestSupport"]),
+        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTPCore", "ShmEngine", "TestSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Server
@@ -100,7 +101,7 @@ extension ShmTests {
         @Test func stopBackupThenStartRestoreBeforeReady() async throws {
             let f = try WarmFixture(nsid: 31, name: "auto31")
             try f.createSegments()
-            let original = f.live().map { ($0.key, TestSegments.contents($0)) }
+            let original = f.live().map { ($0.key, SharedMemoryReader.contents($0)) }
             let auto = """
                     keep: 1
                     auto: {restore-on-start: true, backup-on-stop: true}
@@ -136,7 +137,7 @@ extension ShmTests {
             let ready = try #require(await socket.wait(for: "READY=1"))
             let restored = f.live()
             #expect(restored.count == original.count)
-            #expect(restored.map { ($0.key, TestSegments.contents($0)) }.elementsEqual(original) { $0 == $1 })
+            #expect(restored.map { ($0.key, SharedMemoryReader.contents($0)) }.elementsEqual(original) { $0 == $1 })
             #expect(ready.dropLast().contains { $0.hasPrefix("EXTEND_TIMEOUT_USEC=") })
             #expect(ready.last?.contains("restored \(backups[0])") == true)
             await f.stop()

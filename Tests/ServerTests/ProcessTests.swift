@@ -1,5 +1,6 @@
 import Foundation
 import ShmEngine
+import TestSupport
 import Testing
 
 @testable import Server
@@ -70,14 +71,6 @@ final class AsmtdProcess: @unchecked Sendable {
 
     deinit {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    }
-}
-
-func request(port: Int, _ method: String, _ path: String, body: String? = nil) async throws -> TestResponse {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try TestClient.request(port: port, method, path, body: body) })
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import ShmEngine
+import TestSupport
 import Testing
 
 @testable import Server
@@ -12,13 +13,13 @@ private func killInstantsSegments(name: String, nsid: Int) async throws -> (Cras
         seed: UInt64(60 + nsid))
     let segments = try await CrashSegments(instance: 13, spec)
     var originals: [String: [UInt8]] = [:]
-    for segment in segments.created { originals[segment.key.hex] = TestSegments.contents(segment) }
+    for segment in segments.created { originals[segment.key.hex] = SharedMemoryReader.contents(segment) }
     return (segments, originals)
 }
 
 /// The live segments of instance 13 `nsid`.
 private func liveSegments(nsid: Int) -> [LiveSegment] {
-    TestSegments.walk().filter { $0.key.instance == 13 && $0.key.nsid == nsid }
+    SharedMemoryReader.live(instance: 13, nsid: nsid)
 }
 
 /// `instants` delays spread evenly from 0 to 1.5 times `duration`.
@@ -101,7 +102,7 @@ extension ShmTests {
 
         @Test func aRestoreKilledAtManyInstantsEndsRestoredOrRemoved() async throws {
             let (segments, originals) = try await killInstantsSegments(name: "kill-restore", nsid: 15)
-            defer { ServiceSegments.removeAll(nsid: 15) }
+            defer { TestSegmentMaker.removeAll(instance: 13, nsid: 15) }
             let directory = try TemporaryDirectory()
             let config = try writeConfig(directory, namespace: "kill-restore", compress: true)
             var service = try AsmtdProcess(["-c", config])
@@ -114,12 +115,12 @@ extension ShmTests {
             func matchesOriginals() -> Bool {
                 let live = liveSegments(nsid: 15)
                 guard Set(live.map(\.key.hex)) == Set(originals.keys) else { return false }
-                return live.allSatisfy { TestSegments.contents($0) == originals[$0.key.hex] }
+                return live.allSatisfy { SharedMemoryReader.contents($0) == originals[$0.key.hex] }
             }
             let (duration, unkilled) = try await measure(port: port, "/v1/restore")
             try #require(unkilled["state"] as? String == "success", "\(unkilled)")
             try #require(matchesOriginals(), "the unkilled restore gives back the backed-up bytes")
-            ServiceSegments.removeAll(nsid: 15)
+            TestSegmentMaker.removeAll(instance: 13, nsid: 15)
 
             var restored = 0
             var removed = 0
@@ -140,7 +141,7 @@ extension ShmTests {
                 } else {
                     Issue.record("killed after \(delay): neither restored nor interrupted: \(job)")
                 }
-                ServiceSegments.removeAll(nsid: 15)
+                TestSegmentMaker.removeAll(instance: 13, nsid: 15)
             }
             print(
                 "service restore kill test: backup \(backupTime), restore \(duration), 12 instants,"

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Server
@@ -19,7 +20,7 @@ final class WarmFixture: @unchecked Sendable {
         directory = try TemporaryDirectory()
         self.nsid = nsid
         self.name = name
-        Self.removeAll(nsid: nsid)
+        TestSegmentMaker.removeLeftovers(instance: Self.instance, nsid: nsid)
     }
 
     var backupPath: String { directory.path + "/backups" }
@@ -59,11 +60,11 @@ final class WarmFixture: @unchecked Sendable {
         let spec = SyntheticNamespace(
             name: name, nsid: nsid, primaryStages: 2, stageSize: 1 << 20, secondaryStages: 1, dataStages: 1, uid: 0,
             gid: 0, mode: 0o600, seed: UInt64(nsid))
-        created = try SyntheticSegments.create(instance: Self.instance, namespace: spec)
+        created = try TestSegmentMaker.create(instance: Self.instance, spec)
     }
 
     func request(_ method: String, _ path: String, body: String? = nil) async throws -> TestResponse {
-        try await ServerTests.request(port: port, method, path, body: body)
+        try await TestSupport.request(port: port, method, path, body: body)
     }
 
     /// Backs up (202), waits for success; returns the backup id.
@@ -101,9 +102,7 @@ final class WarmFixture: @unchecked Sendable {
 
     /// The live segments of this nsid, listed without attaching.
     func live() -> [LiveSegment] {
-        TestSegments.walk().filter { $0.key.instance == Self.instance && $0.key.nsid == nsid }.sorted {
-            $0.key < $1.key
-        }
+        SharedMemoryReader.live(instance: Self.instance, nsid: nsid)
     }
 
     func removeLive() {
@@ -122,18 +121,13 @@ final class WarmFixture: @unchecked Sendable {
         return address
     }
 
-    static func removeAll(nsid: Int) {
-        let left = TestSegments.walk().filter { $0.key.instance == instance && $0.key.nsid == nsid }
-        for segment in left where segment.attachCount == 0 { shmctl(segment.shmid, IPC_RMID, nil) }
-    }
-
     deinit {
         if let process, process.process.isRunning {
             kill(process.process.processIdentifier, SIGTERM)
             process.process.waitUntilExit()
         }
         SyntheticSegments.remove(created)
-        Self.removeAll(nsid: nsid)
+        TestSegmentMaker.removeAll(instance: Self.instance, nsid: nsid)
     }
 }
 
