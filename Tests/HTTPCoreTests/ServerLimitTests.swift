@@ -128,19 +128,25 @@ struct ServerLimitTests {
         }
     }
 
-    @Test func gracefulShutdownLetsInFlightRequestsFinishAndClosesIdleOnes() async throws {
+    /// A started server (not shut down: the test does that) whose `GET /in-flight` fires `handlerStarted`, then
+    /// takes `milliseconds`: shutdown can start while it is in flight however loaded the machine.
+    func serverWithInFlightRoute(milliseconds: Int) throws -> (HTTPServer, handlerStarted: Latch) {
         var configuration = HTTPServerConfiguration()
         configuration.port = 0
-        // The handler says when it runs, so that shutdown starts while it is in flight however loaded the machine.
-        let handlerStarted = TestSignal()
+        let handlerStarted = Latch()
         var router = testRouter()
         router.add("GET", "/in-flight") { _ in
             handlerStarted.fire()
-            try? await Task.sleep(for: .milliseconds(1500))
+            try? await Task.sleep(for: .milliseconds(milliseconds))
             return HTTPResponse(status: 200, body: Array("slow".utf8))
         }
         let server = HTTPServer(configuration: configuration, router: router)
         try server.start()
+        return (server, handlerStarted)
+    }
+
+    @Test func gracefulShutdownLetsInFlightRequestsFinishAndClosesIdleOnes() async throws {
+        let (server, handlerStarted) = try serverWithInFlightRoute(milliseconds: 1500)
         let port = server.port
         let idle = try RawClient(port: port)
         idle.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -164,18 +170,7 @@ struct ServerLimitTests {
     }
 
     @Test func shutdownGivesUpOnHandlersPastTheGracePeriod() async throws {
-        var configuration = HTTPServerConfiguration()
-        configuration.port = 0
-        // The handler says when it runs, so that shutdown starts while it is in flight however loaded the machine.
-        let handlerStarted = TestSignal()
-        var router = testRouter()
-        router.add("GET", "/in-flight") { _ in
-            handlerStarted.fire()
-            try? await Task.sleep(for: .milliseconds(30000))
-            return HTTPResponse(status: 200, body: Array("slow".utf8))
-        }
-        let server = HTTPServer(configuration: configuration, router: router)
-        try server.start()
+        let (server, handlerStarted) = try serverWithInFlightRoute(milliseconds: 30000)
         let busy = try RawClient(port: server.port)
         busy.send("GET /in-flight HTTP/1.1\r\nHost: h\r\n\r\n")
         try await handlerStarted.wait(timeout: .seconds(15), "the in-flight handler")
@@ -189,7 +184,7 @@ struct ServerLimitTests {
     }
 
     @Test func handlerIsCancelledWhenItsClientResets() async throws {
-        let started = TestSignal()
+        let started = Latch()
         let (ended, endedSignal) = AsyncStream.makeStream(of: Bool.self)
         var router = Router()
         router.add("GET", "/wait") { _ in

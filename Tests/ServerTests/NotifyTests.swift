@@ -11,6 +11,8 @@ final class NotifySocket: @unchecked Sendable {
     private let fd: Int32
     private let sink = Sink()
     private let thread: Thread
+    /// Signalled by the receiving thread when it ends (within its 100 ms receive timeout of a cancel).
+    private let ended = DispatchSemaphore(value: 0)
 
     private final class Sink: @unchecked Sendable {
         let lock = NSLock()
@@ -37,7 +39,9 @@ final class NotifySocket: @unchecked Sendable {
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(socketFD, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let sink = self.sink
+        let ended = self.ended
         thread = Thread {
+            defer { ended.signal() }
             var buffer = [UInt8](repeating: 0, count: 4096)
             while !Thread.current.isCancelled {
                 let n = buffer.withUnsafeMutableBytes { recv(socketFD, $0.baseAddress, $0.count, 0) }
@@ -66,7 +70,7 @@ final class NotifySocket: @unchecked Sendable {
 
     deinit {
         thread.cancel()
-        usleep(200_000)
+        _ = ended.wait(timeout: .now() + 5)
         close(fd)
         if !name.hasPrefix("@") { unlink(name) }
     }

@@ -62,31 +62,14 @@ extension ShmTests {
             try ProcessTests().writeConfig(directory, namespace: namespace, instance: 13)
         }
 
-        func waitForJob(port: Int, _ id: String) async throws -> [String: Any] {
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline {
-                let job = try await request(port: port, "GET", "/v1/jobs/\(id)").json
-                if let state = job["state"] as? String, ["success", "failure", "canceled"].contains(state) {
-                    return job
-                }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            return [:]
-        }
-
         /// Polls until the job is running with some bytes written (its created segments are journaled by then),
         /// or has ended; returns the last job object.
         func waitUntilWriting(port: Int, _ id: String) async throws -> [String: Any] {
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline {
-                let job = try await request(port: port, "GET", "/v1/jobs/\(id)").json
+            try await pollJob(port: port, id, every: .milliseconds(2), seconds: 60) { job in
                 let state = job["state"] as? String
                 let done = ((job["progress"] as? [String: Any])?["bytes-done"] as? NSNumber)?.int64Value ?? 0
-                if state == "running" && done > 0 { return job }
-                if state != "running" && state != "queued" { return job }
-                try await Task.sleep(for: .milliseconds(2))
+                return (state == "running" && done > 0) || (state != "running" && state != "queued")
             }
-            return [:]
         }
 
         /// A backup of the namespace through the service, then the originals removed.

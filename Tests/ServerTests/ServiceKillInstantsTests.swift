@@ -31,23 +31,9 @@ extension ShmTests {
     /// The service SIGKILLed at many instants over a job (restore: instance 13 nsid 15, backup: nsid 16), then
     /// restarted: each job ends either complete or interrupted with nothing left half done.
     @Suite struct ServiceKillInstantsTests {
+        /// Instance 13, one thread.
         func writeConfig(_ directory: TemporaryDirectory, namespace: String, compress: Bool) throws -> String {
-            let file = directory.path + "/asmtd.yml"
-            let yaml = """
-                service:
-                  http: {port: 0}
-                  state-dir: state
-                  runtime-dir: run
-                  shutdown-timeout: 10000
-                instances:
-                  - instance: 13
-                    backup-path: backups
-                    namespaces: [\(namespace)]
-                    threads: 1
-                    compress: \(compress)
-                """
-            try yaml.write(toFile: file, atomically: true, encoding: .utf8)
-            return file
+            try ProcessTests().writeConfig(directory, namespace: namespace, instance: 13, compress: compress)
         }
 
         func job(port: Int, _ id: String) async throws -> [String: Any] {
@@ -55,18 +41,7 @@ extension ShmTests {
         }
 
         func waitForEnd(port: Int, _ id: String) async throws -> [String: Any] {
-            try await ServiceCrashTests().waitForJob(port: port, id)
-        }
-
-        /// Polls the job until it leaves `queued`; returns the last job object.
-        func waitUntilRunning(port: Int, _ id: String) async throws -> [String: Any] {
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline {
-                let job = try await job(port: port, id)
-                if job["state"] as? String != "queued" { return job }
-                try await Task.sleep(for: .milliseconds(1))
-            }
-            return [:]
+            try await waitForJob(port: port, id)
         }
 
         func submit(port: Int, _ path: String) async throws -> String {
@@ -78,7 +53,7 @@ extension ShmTests {
         /// Runs one job to its end, unkilled: returns its duration from `running` to its end.
         func measure(port: Int, _ path: String) async throws -> (Duration, [String: Any]) {
             let id = try await submit(port: port, path)
-            let running = try await waitUntilRunning(port: port, id)
+            let running = try await waitUntilStarted(port: port, id)
             try #require(running["state"] as? String == "running", "\(running)")
             let start = ContinuousClock.now
             let done = try await waitForEnd(port: port, id)
@@ -91,7 +66,7 @@ extension ShmTests {
             _ service: AsmtdProcess, port: Int, config: String, _ path: String, after delay: Duration
         ) async throws -> (AsmtdProcess, Int, String) {
             let id = try await submit(port: port, path)
-            let running = try await waitUntilRunning(port: port, id)
+            let running = try await waitUntilStarted(port: port, id)
             try #require(running["state"] as? String == "running", "the job must run before the kill: \(running)")
             try await Task.sleep(for: delay)
             service.signal(SIGKILL)

@@ -54,15 +54,8 @@ final class TestServer: @unchecked Sendable {
         try await TestSupport.request(port: port, method, path, body: body, headers: headers)
     }
 
-    /// Polls a job until it finishes (or `seconds` pass); returns the last job object.
     func waitForJob(_ id: String, seconds: Double = 120) async throws -> [String: Any] {
-        let deadline = Date().addingTimeInterval(seconds)
-        while true {
-            let job = try await request("GET", "/v1/jobs/\(id)").json
-            if let state = job["state"] as? String, ["success", "failure", "canceled"].contains(state) { return job }
-            if Date() > deadline { return job }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await ServerTests.waitForJob(port: port, id, seconds: seconds)
     }
 
     /// SIGTERM and wait (blocking; for `defer`, which cannot await): the running job is finished or
@@ -122,6 +115,31 @@ final class TestSegments: @unchecked Sendable {
         SyntheticSegments.remove(created)
         TestSegmentMaker.removeAll(instance: instance, nsid: nsid)
     }
+}
+
+/// Polls a job of the service on `port` (every `interval`) until `done` holds for it or `seconds` pass; returns
+/// the last job object. The API has no push for these states, so this is the one bounded poll of the job tests.
+func pollJob(
+    port: Int, _ id: String, every interval: Duration, seconds: Double, until done: ([String: Any]) -> Bool
+) async throws -> [String: Any] {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while true {
+        let job = try await request(port: port, "GET", "/v1/jobs/\(id)").json
+        if done(job) || ContinuousClock.now > deadline { return job }
+        try await Task.sleep(for: interval)
+    }
+}
+
+/// Polls a job until it ends (or `seconds` pass); returns the last job object.
+func waitForJob(port: Int, _ id: String, seconds: Double = 120) async throws -> [String: Any] {
+    try await pollJob(port: port, id, every: .milliseconds(20), seconds: seconds) { job in
+        ["success", "failure", "canceled"].contains(job["state"] as? String ?? "")
+    }
+}
+
+/// Polls a job until it leaves `queued` (running, or already ended); returns the last job object.
+func waitUntilStarted(port: Int, _ id: String) async throws -> [String: Any] {
+    try await pollJob(port: port, id, every: .milliseconds(1), seconds: 60) { $0["state"] as? String != "queued" }
 }
 
 /// Every test that plans or runs jobs on instance 14 runs one at a time: their segments are hundreds of MiB

@@ -77,13 +77,7 @@ final class WarmFixture: @unchecked Sendable {
     }
 
     func waitForJob(_ id: String) async throws -> [String: Any] {
-        let deadline = Date().addingTimeInterval(60)
-        while true {
-            let job = try await request("GET", "/v1/jobs/\(id)").json
-            if let state = job["state"] as? String, ["success", "failure", "canceled"].contains(state) { return job }
-            if Date() > deadline { return job }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await ServerTests.waitForJob(port: port, id, seconds: 60)
     }
 
     func backupView(_ id: String) async throws -> [String: Any] {
@@ -241,10 +235,7 @@ extension ShmTests {
             try await f.start(extra: "    keep: 1")
             let first = try await f.backup()
             let second = try await f.backup()
-            let deadline = Date().addingTimeInterval(10)
-            while f.process?.text.contains("backup removed by keep") != true && Date() < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            _ = await f.process?.waitForOutput { $0.contains("backup removed by keep") ? true : nil }
             #expect(f.process?.text.contains("backup removed by keep") == true)
             #expect(FileSystem.list(f.backupPath) == [second])
             #expect(try await f.request("GET", "/v1/backups/\(first)").errorCode == "BACKUP_NOT_FOUND")

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A failure a helper throws, with what it waited for or what it found.
 package struct TestFailure: Error, CustomStringConvertible {
     package var description: String
@@ -17,24 +19,38 @@ package func waitUntil(
     }
 }
 
-/// A one-shot event (a handler started, a process exited) that a test awaits with a bound.
-package final class TestSignal: Sendable {
-    private let stream: AsyncStream<Void>
-    private let continuation: AsyncStream<Void>.Continuation
-
-    package init() {
-        (stream, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+/// A one-shot event (a handler started, a process exited) that tests await with a bound: a latch. Once fired it stays
+/// fired: every wait, before or after, returns.
+package final class Latch: Sendable {
+    private struct State {
+        var fired = false
+        var nextWaiter = 0
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var cancelled: Set<Int> = []
     }
 
-    package func fire() { continuation.yield() }
+    private let state = Mutex(State())
 
-    /// Returns once the signal fired (also when it fired before the call); throws after `timeout`.
+    package init() {}
+
+    package func fire() {
+        let waiters = state.withLock { state in
+            state.fired = true
+            let waiting = Array(state.waiters.values)
+            state.waiters = [:]
+            return waiting
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    package var hasFired: Bool { state.withLock { $0.fired } }
+
+    /// Returns once the signal fired; throws after `timeout`.
     package func wait(timeout: Duration = .seconds(15), _ what: String = "signal") async throws {
-        let stream = self.stream
         let fired = try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
-                var events = stream.makeAsyncIterator()
-                return await events.next() != nil
+                await self.fired()
+                return self.hasFired
             }
             group.addTask {
                 try await Task.sleep(for: timeout)
@@ -45,5 +61,29 @@ package final class TestSignal: Sendable {
             return first
         }
         guard fired else { throw TestFailure("\(what) not seen within \(timeout)") }
+    }
+
+    /// Returns when the signal fires or the task is cancelled.
+    private func fired() async {
+        let id = state.withLock { state in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { state in
+                    if state.fired || state.cancelled.contains(id) { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                state.cancelled.insert(id)
+                return state.waiters.removeValue(forKey: id)
+            }
+            waiter?.resume()
+        }
     }
 }
