@@ -66,12 +66,16 @@ let package = Package(
         // A trivial-route server used only by scripts/bench-http.
         .executableTarget(name: "HTTPBench", dependencies: ["HTTP1", "HTTPCore"]),
 
-        .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine"]),
+        // What the test targets share: one HTTP client, temporary directories, blocking work off the cooperative
+        // pool, an independent shm reader, segment sets, bounded waits. Linked into the tests only.
+        .target(name: "TestSupport", dependencies: ["ShmEngine"], path: "Tests/TestSupport"),
         // The request vectors of shared/http-server.md's checklist, fed to the parser (HTTP1Tests) and over
         // the wire (HTTPCoreTests).
         .target(name: "HTTPVectors", dependencies: ["HTTP1"], path: "Tests/HTTPVectors"),
+
+        .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine", "TestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "HTTPVectors"]),
-        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "HTTP1", "HTTPVectors"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTP1", "HTTPCore", "ShmEngine"]),
+        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "HTTP1", "HTTPVectors", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTP1", "HTTPCore", "ShmEngine", "TestSupport"]),
     ]
 )

@@ -1,6 +1,7 @@
 import Glibc
 import HTTP1
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import HTTPCore
@@ -8,71 +9,51 @@ import Testing
 /// Timeouts, the connection cap, shutdown and resources. Timeouts are short; margins are generous.
 struct ServerLimitTests {
     @Test func headTimeoutAnswers408AndCloses() async throws {
-        try await withServer(configure: { $0.headTimeout = .milliseconds(300) }) { server in
-            let port = server.port
-            try await blocking {
-                let client = try RawClient(port: port)
-                client.send("GET / HTTP/1.1\r\nHost: h\r\n")
-                let response = try #require(client.readResponse())
-                #expect(response.status == 408)
-                #expect(response.closes)
-                #expect(client.waitForClose())
-            }
+        try await withClient(configure: { $0.headTimeout = .milliseconds(300) }) { client in
+            client.send("GET / HTTP/1.1\r\nHost: h\r\n")
+            let response = try #require(client.readResponse())
+            #expect(response.status == 408)
+            #expect(response.closes)
+            #expect(client.waitForClose())
         }
     }
 
     @Test func slowlorisIsCutOffAtTheAbsoluteHeadDeadline() async throws {
-        try await withServer(configure: { $0.headTimeout = .milliseconds(800) }) { server in
-            let port = server.port
-            try await blocking {
-                let client = try RawClient(port: port)
-                let drip = Array("GET / HTTP/1.1\r\nHost: h\r\nX-Drip: ".utf8) + [UInt8](repeating: 0x61, count: 400)
-                var sent = 0
-                // One byte every 50 ms: each byte arrives well within any inactivity timer, but the whole
-                // head would take 20 s; the absolute deadline must cut it.
-                while sent < drip.count && client.readAvailable(timeout: 0.05).isEmpty && !client.sawEOF {
-                    guard client.send([drip[sent]]) else { break }
-                    sent += 1
-                }
-                #expect(sent < drip.count, "the drip was never cut off")
-                #expect(client.waitForClose())
+        try await withClient(configure: { $0.headTimeout = .milliseconds(800) }) { client in
+            let drip = Array("GET / HTTP/1.1\r\nHost: h\r\nX-Drip: ".utf8) + [UInt8](repeating: 0x61, count: 400)
+            var sent = 0
+            // One byte every 50 ms: each byte arrives well within any inactivity timer, but the whole
+            // head would take 20 s; the absolute deadline must cut it.
+            while sent < drip.count && client.readAvailable(timeout: 0.05).isEmpty && !client.sawEOF {
+                guard client.send([drip[sent]]) else { break }
+                sent += 1
             }
+            #expect(sent < drip.count, "the drip was never cut off")
+            #expect(client.waitForClose())
         }
     }
 
     @Test func idleKeepAliveConnectionIsClosedQuietly() async throws {
-        try await withServer(configure: { $0.idleTimeout = .milliseconds(300) }) { server in
-            let port = server.port
-            try await blocking {
-                let client = try RawClient(port: port)
-                client.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
-                #expect(try #require(client.readResponse()).status == 200)
-                #expect(client.waitForClose())
-                #expect(client.readAvailable(timeout: 0.05).isEmpty)
-            }
+        try await withClient(configure: { $0.idleTimeout = .milliseconds(300) }) { (client) throws in
+            client.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+            #expect(try #require(client.readResponse()).status == 200)
+            #expect(client.waitForClose())
+            #expect(client.readAvailable(timeout: 0.05).isEmpty)
         }
     }
 
     @Test func connectionThatSendsNothingIsClosedAtTheHeadDeadline() async throws {
-        try await withServer(configure: { $0.headTimeout = .milliseconds(300) }) { server in
-            let port = server.port
-            try await blocking {
-                let client = try RawClient(port: port)
-                #expect(client.waitForClose())
-            }
+        try await withClient(configure: { $0.headTimeout = .milliseconds(300) }) { client in
+            #expect(client.waitForClose())
         }
     }
 
     @Test func stalledBodyGets408() async throws {
-        try await withServer(configure: { $0.bodyTimeout = .milliseconds(300) }) { server in
-            let port = server.port
-            try await blocking {
-                let client = try RawClient(port: port)
-                client.send("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123456789")
-                let response = try #require(client.readResponse())
-                #expect(response.status == 408)
-                #expect(client.waitForClose())
-            }
+        try await withClient(configure: { $0.bodyTimeout = .milliseconds(300) }) { client in
+            client.send("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123456789")
+            let response = try #require(client.readResponse())
+            #expect(response.status == 408)
+            #expect(client.waitForClose())
         }
     }
 
@@ -148,32 +129,38 @@ struct ServerLimitTests {
         }
     }
 
-    @Test func gracefulShutdownLetsInFlightRequestsFinishAndClosesIdleOnes() async throws {
+    /// A started server (not shut down: the test does that) whose `GET /in-flight` fires `handlerStarted`, then
+    /// takes `milliseconds`: shutdown can start while it is in flight however loaded the machine.
+    func serverWithInFlightRoute(milliseconds: Int) throws -> (HTTPServer, handlerStarted: Latch) {
         var configuration = HTTPServerConfiguration()
         configuration.port = 0
-        // The handler says when it runs, so that shutdown starts while it is in flight however loaded the machine.
-        let handlerStarted = HandlerStarted()
+        let handlerStarted = Latch()
         var router = testRouter()
         router.add("GET", "/in-flight") { _ in
-            handlerStarted.value.store(true, ordering: .releasing)
-            try? await Task.sleep(for: .milliseconds(1500))
+            handlerStarted.fire()
+            try? await Task.sleep(for: .milliseconds(milliseconds))
             return HTTPResponse(status: 200, body: Array("slow".utf8))
         }
         let server = HTTPServer(configuration: configuration, router: router)
         try server.start()
+        return (server, handlerStarted)
+    }
+
+    @Test func gracefulShutdownLetsInFlightRequestsFinishAndClosesIdleOnes() async throws {
+        let (server, handlerStarted) = try serverWithInFlightRoute(milliseconds: 1500)
         let port = server.port
         let idle = try RawClient(port: port)
         idle.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
         #expect(idle.readResponse()?.status == 200)
         let busy = try RawClient(port: port)
         busy.send("GET /in-flight HTTP/1.1\r\nHost: h\r\n\r\n")
-        try await waitUntil { handlerStarted.value.load(ordering: .acquiring) }
+        try await handlerStarted.wait(timeout: .seconds(15), "the in-flight handler")
         let clock = ContinuousClock()
         let started = clock.now
         async let response = blocking { busy.readResponse() }
         await server.shutdown(gracePeriod: .seconds(20))
         let elapsed = clock.now - started
-        let answered = try await response
+        let answered = await response
         #expect(answered?.status == 200)
         #expect(answered?.closes == true)
         #expect(elapsed < .seconds(15))
@@ -184,13 +171,10 @@ struct ServerLimitTests {
     }
 
     @Test func shutdownGivesUpOnHandlersPastTheGracePeriod() async throws {
-        var configuration = HTTPServerConfiguration()
-        configuration.port = 0
-        let server = HTTPServer(configuration: configuration, router: testRouter())
-        try server.start()
+        let (server, handlerStarted) = try serverWithInFlightRoute(milliseconds: 30000)
         let busy = try RawClient(port: server.port)
-        busy.send("GET /slow?ms=30000 HTTP/1.1\r\nHost: h\r\n\r\n")
-        try await Task.sleep(for: .milliseconds(200))
+        busy.send("GET /in-flight HTTP/1.1\r\nHost: h\r\n\r\n")
+        try await handlerStarted.wait(timeout: .seconds(15), "the in-flight handler")
         let clock = ContinuousClock()
         let started = clock.now
         await server.shutdown(gracePeriod: .milliseconds(300))
@@ -201,11 +185,11 @@ struct ServerLimitTests {
     }
 
     @Test func handlerIsCancelledWhenItsClientResets() async throws {
-        let (started, startedSignal) = AsyncStream.makeStream(of: Void.self)
+        let started = Latch()
         let (ended, endedSignal) = AsyncStream.makeStream(of: Bool.self)
         var router = Router()
         router.add("GET", "/wait") { _ in
-            startedSignal.yield()
+            started.fire()
             // Bounded: without the cancellation the test fails after 10 s instead of hanging.
             for _ in 0..<1000 where !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(10))
@@ -217,8 +201,7 @@ struct ServerLimitTests {
             do {
                 let client = try RawClient(port: server.port)
                 client.send("GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
-                var startedEvents = started.makeAsyncIterator()
-                _ = await startedEvents.next()
+                try await started.wait(timeout: .seconds(15), "the /wait handler")
                 client.resetOnClose()
             }  // the client is closed here: a reset
             var endedEvents = ended.makeAsyncIterator()
@@ -228,32 +211,17 @@ struct ServerLimitTests {
         }
     }
 
-    @Test func servesOverIPv6LoopbackWhenAvailable() async throws {
-        let probe = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
-        guard probe >= 0 else { return }
-        var address = sockaddr_in6()
-        address.sin6_family = sa_family_t(AF_INET6)
-        address.sin6_addr = in6addr_loopback
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-            }
-        }
-        Glibc.close(probe)
-        guard bound == 0 else { return }  // no IPv6 loopback on this machine
+    @Test(.enabled(if: hasIPv6Loopback(), "no IPv6 loopback on this machine"))
+    func servesOverIPv6LoopbackWhenAvailable() async throws {
         let seen = Mutex<String>("")
         var router = Router()
         router.add("GET", "/peer") { request in
             seen.withLock { $0 = request.remoteAddress }
             return HTTPResponse(status: 200)
         }
-        try await withServer(router: router, host: "::1") { server in
-            let port = server.port
-            try await blocking {
-                let client = try RawClient(port: port, ipv6: true)
-                client.send("GET /peer HTTP/1.1\r\nHost: [::1]\r\n\r\n")
-                #expect(try #require(client.readResponse()).status == 200)
-            }
+        try await withClient(router: router, host: "::1", ipv6: true) { (client) throws in
+            client.send("GET /peer HTTP/1.1\r\nHost: [::1]\r\n\r\n")
+            #expect(try #require(client.readResponse()).status == 200)
         }
         #expect(seen.withLock { $0 }.hasPrefix("[::1]:"))
     }
@@ -316,16 +284,18 @@ func openDescriptorCount() -> Int {
     return count - 3  // ".", ".." and the directory's own descriptor
 }
 
-/// Polls `condition` until it holds; throws after `timeout`.
-final class HandlerStarted: Sendable {
-    let value = Atomic<Bool>(false)
-}
-
-func waitUntil(timeout: Duration = .seconds(15), _ condition: () -> Bool) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while !condition() {
-        guard clock.now < deadline else { throw TestFailure("condition not met within \(timeout)") }
-        try await Task.sleep(for: .milliseconds(20))
+/// An IPv6 socket can bind ::1 here.
+func hasIPv6Loopback() -> Bool {
+    let probe = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+    guard probe >= 0 else { return false }
+    defer { Glibc.close(probe) }
+    var address = sockaddr_in6()
+    address.sin6_family = sa_family_t(AF_INET6)
+    address.sin6_addr = in6addr_loopback
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+        }
     }
+    return bound == 0
 }

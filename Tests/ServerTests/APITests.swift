@@ -25,11 +25,11 @@ struct APITests {
         let missing = try await server.request("GET", "/v1/nothing")
         #expect(missing.status == 404)
         #expect(missing.errorCode == "NOT_FOUND")
-        #expect(missing.headers["content-type"] == "application/json")
+        #expect(missing.header("content-type") == "application/json")
         let wrong = try await server.request("PUT", "/v1/jobs")
         #expect(wrong.status == 405)
         #expect(wrong.errorCode == "METHOD_NOT_ALLOWED")
-        #expect(wrong.headers["allow"]?.contains("GET") == true)
+        #expect(wrong.header("allow")?.contains("GET") == true)
     }
 
     @Test func theBinaryServesOpenAPIYAML() async throws {
@@ -37,7 +37,7 @@ struct APITests {
         defer { server.stopNow() }
         let response = try await server.request("GET", "/openapi.yaml")
         #expect(response.status == 200)
-        #expect(response.headers["content-type"] == "application/yaml")
+        #expect(response.header("content-type") == "application/yaml")
         #expect(response.body == Array(try OpenAPITests.documentText().utf8))
     }
 
@@ -50,7 +50,7 @@ struct APITests {
                 let response = try await server.request("POST", path, body: body, headers: ["Content-Type": type])
                 #expect(response.status == 415, "\(path) \(type)")
                 #expect(response.errorCode == "UNSUPPORTED_MEDIA_TYPE", "\(path) \(type): \(response.text)")
-                #expect(response.headers["content-type"] == "application/json")
+                #expect(response.header("content-type") == "application/json")
             }
         }
         // JSON, with or without parameters, reaches the handler (here: the dry run's refusal, a 422 without segments).
@@ -153,7 +153,7 @@ struct APITests {
         let missing = try await server.request("GET", "/v1/jobs")
         #expect(missing.status == 401)
         #expect(missing.errorCode == "UNAUTHORIZED")
-        #expect(missing.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
+        #expect(missing.header("www-authenticate")?.hasPrefix("Bearer") == true)
         let wrong = try await server.request("GET", "/v1/jobs", headers: ["Authorization": "Bearer s3cret-tokem"])
         #expect(wrong.status == 401)
         let short = try await server.request("GET", "/v1/jobs", headers: ["Authorization": "Bearer s3cret"])
@@ -172,7 +172,7 @@ struct APITests {
         _ = try await server.request("GET", "/nothing")
         let metrics = try await server.request("GET", "/metrics")
         #expect(metrics.status == 200)
-        #expect(metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
+        #expect(metrics.header("content-type") == "text/plain; version=0.0.4; charset=utf-8")
         #expect(metrics.text.contains("asmtd_http_requests_total{method=\"GET\",route=\"unmatched\",code=\"404\"} 1\n"))
         #expect(metrics.text.contains("process_cpu_seconds_total "))
         try Promtool.check(metrics.text)

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import ShmEngine
+import TestSupport
 import Testing
 
 /// A CLI `asmtd` child with its own runtime directory, optionally under `prlimit`. Its output goes to a file, not a
@@ -57,17 +58,10 @@ final class CLIChild: @unchecked Sendable {
         _ arguments: [String], runtimeDir: String, openFiles: Int? = nil
     ) async throws -> (status: Int32, text: String) {
         let child = try start(arguments, runtimeDir: runtimeDir, openFiles: openFiles)
-        return await offPool {
+        return await blocking {
             let status = child.waitAndDrain()
             return (status, child.text)
         }
-    }
-}
-
-/// Blocking work off the two-thread cooperative pool the suites share.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(returning: body()) }
     }
 }
 
@@ -81,15 +75,7 @@ final class CrashSegments: @unchecked Sendable {
         self.instance = instance
         self.spec = spec
         // Leftovers of an earlier crashed run of this very test would block it.
-        for segment in TestSegments.walk()
-        where segment.key.instance == instance && segment.key.nsid == spec.nsid && segment.attachCount == 0 {
-            shmctl(segment.shmid, IPC_RMID, nil)
-        }
-        created = try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try SyntheticSegments.create(instance: instance, namespace: spec) })
-            }
-        }
+        created = try await TestSegmentMaker.make(instance: instance, spec, clearingLeftovers: true)
     }
 
     func remove() { SyntheticSegments.remove(created) }
@@ -127,7 +113,7 @@ func checkAfterKill(_ directory: String, _ segments: CrashSegments, instant: Str
             return true
         }
         let bytes = [UInt8]((try? Data(contentsOf: URL(fileURLWithPath: directory + "/" + name))) ?? Data())
-        #expect(bytes == TestSegments.contents(segment), "\(instant): \(name) differs from its segment")
+        #expect(bytes == SharedMemoryReader.contents(segment), "\(instant): \(name) differs from its segment")
     }
     if manifestPresent {
         let manifest = try? BackupManifest.load(directory: directory)
@@ -178,7 +164,7 @@ extension ShmTests {
                     phase.map { "kill once \($0) exists" }
                     ?? String(format: "kill at %.0f%% (%.3f s of %.3f s)", fractions[index] * 100, delay, duration)
                 let child = try CLIChild.start(arguments(directory), runtimeDir: runtime)
-                await offPool {
+                await blocking {
                     if let phase {
                         while child.process.isRunning {
                             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
@@ -232,7 +218,7 @@ extension ShmTests {
             let marker = directory + "/" + treex.key.fileName(compressed: false) + ".partial"
             let base = segments.base
             // The address as an integer: raw pointers are not Sendable.
-            let attached: Int = await offPool {
+            let attached: Int = await blocking {
                 while child.process.isRunning && !FileManager.default.fileExists(atPath: marker) { usleep(200) }
                 guard let address = shmat(base.shmid, nil, SHM_RDONLY),
                     address != UnsafeMutableRawPointer(bitPattern: -1)
@@ -241,7 +227,7 @@ extension ShmTests {
             }
             defer { if let address = UnsafeMutableRawPointer(bitPattern: attached) { shmdt(address) } }
             #expect(attached != 0)
-            let status = await offPool { child.waitAndDrain() }
+            let status = await blocking { child.waitAndDrain() }
             #expect(status == 1, "\(child.text)")
             #expect(child.text.contains("SERVER_RUNNING"), "\(child.text)")
             #expect(!FileManager.default.fileExists(atPath: directory), "published or left: \(directory)")
@@ -260,7 +246,7 @@ extension ShmTests {
                 ["backup", "--instance", "15", "--namespace", "crash-one", "--path", directory, "--threads", "1"],
                 runtimeDir: runtime)
             // Once a staging file exists, the first backup holds the directory's lock.
-            let holding = await offPool {
+            let holding = await blocking {
                 while running.process.isRunning {
                     let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
                     if names.contains(where: { $0.hasSuffix(".partial") }) { return true }
@@ -271,7 +257,7 @@ extension ShmTests {
             #expect(holding)
             let refused = try await CLIChild.run(
                 ["backup", "--instance", "14", "--namespace", "crash-two", "--path", directory], runtimeDir: runtime)
-            let status = await offPool { running.waitAndDrain() }
+            let status = await blocking { running.waitAndDrain() }
             #expect(status == 0, "\(running.text)")
             #expect(refused.status == 75, "\(refused.text)")
             #expect(refused.text.contains("BACKUP_BUSY"), "\(refused.text)")

@@ -1,5 +1,6 @@
 import Foundation
 import ShmEngine
+import TestSupport
 import Testing
 
 @testable import Server
@@ -14,46 +15,41 @@ struct CLIRun: Sendable {
         (try? JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any]) ?? [:]
     }
 
-    /// Runs `asmtd arguments` to its end on a Dispatch thread (as `user`, through runuser, when given).
+    /// Runs `asmtd arguments` to its end off the cooperative pool (as `user`, through runuser, when given).
     static func run(
         _ arguments: [String], environment: [String: String]? = nil, user: String? = nil
     ) async throws
         -> CLIRun
     {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(
-                    with: Result {
-                        let process = Process()
-                        if let user {
-                            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-                            process.arguments = ["-u", user, "--", AsmtdProcess.binary] + arguments
-                        } else {
-                            process.executableURL = URL(fileURLWithPath: AsmtdProcess.binary)
-                            process.arguments = arguments
-                        }
-                        if let environment { process.environment = environment }
-                        let out = Pipe()
-                        let err = Pipe()
-                        process.standardOutput = out
-                        process.standardError = err
-                        process.standardInput = FileHandle.nullDevice
-                        try process.run()
-                        // Read both pipes to their end before waiting, so that a large output cannot block it.
-                        let errBox = DataBox()
-                        let group = DispatchGroup()
-                        DispatchQueue.global().async(group: group) {
-                            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
-                        }
-                        let outData = out.fileHandleForReading.readDataToEndOfFile()
-                        group.wait()
-                        let errData = errBox.data
-                        process.waitUntilExit()
-                        return CLIRun(
-                            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                            stderr: String(decoding: errData, as: UTF8.self))
-                    })
+        try await blocking {
+            let process = Process()
+            if let user {
+                process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+                process.arguments = ["-u", user, "--", AsmtdProcess.binary] + arguments
+            } else {
+                process.executableURL = URL(fileURLWithPath: AsmtdProcess.binary)
+                process.arguments = arguments
             }
+            if let environment { process.environment = environment }
+            let out = Pipe()
+            let err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            // Read both pipes to their end before waiting, so that a large output cannot block it.
+            let errBox = DataBox()
+            let group = DispatchGroup()
+            DispatchQueue.global().async(group: group) {
+                errBox.data = err.fileHandleForReading.readDataToEndOfFile()
+            }
+            let outData = out.fileHandleForReading.readDataToEndOfFile()
+            group.wait()
+            let errData = errBox.data
+            process.waitUntilExit()
+            return CLIRun(
+                status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                stderr: String(decoding: errData, as: UTF8.self))
         }
     }
 }
@@ -178,7 +174,7 @@ struct CLIProcessTests {
 extension ShmTests {
     @Suite struct LocalCLITests {
         @Test func backupRestoreAnalyzeAndSegmentsSpeakTheAPIsJSON() async throws {
-            let segments = try await Instance15Segments.make(nsid: 25, name: "cli-local")
+            let segments = try await TestSegments.make(instance: 15, nsid: 25, name: "cli-local")
             defer { segments.cleanUp() }
             let directory = try TemporaryDirectory()
             let path = directory.path + "/b"

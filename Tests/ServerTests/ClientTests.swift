@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Server
@@ -119,7 +120,7 @@ struct ClientProcessTests {
 extension ShmTests {
     @Suite struct ClientJobTests {
         @Test func backupWaitsAndReportsTheFinalJob() async throws {
-            let segments = try await Instance15Segments.make(nsid: 27, name: "cli-wait")
+            let segments = try await TestSegments.make(instance: 15, nsid: 27, name: "cli-wait")
             defer { segments.cleanUp() }
             let server = try await TestServer(instance: 15, namespaces: ["cli-wait"])
             defer { server.stopNow() }
@@ -154,7 +155,8 @@ extension ShmTests {
         }
 
         @Test func busyInstanceAndCancel() async throws {
-            let segments = try await Instance15Segments.make(
+            let segments = try await TestSegments.make(
+                instance: 15,
                 nsid: 28, name: "cli-cancel", stages: 8, stageSize: 32 << 20)
             defer { segments.cleanUp() }
             let server = try await TestServer(instance: 15, namespaces: ["cli-cancel"], compress: true)

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Server
@@ -15,7 +16,7 @@ final class TestSignal: Sendable {
     /// True when signalled within `seconds`.
     func wait(seconds: Double = 10) async -> Bool {
         let semaphore = self.semaphore
-        return await Blocking.run { () -> Bool in semaphore.wait(timeout: .now() + seconds) == .success }.get()
+        return await blocking { semaphore.wait(timeout: .now() + seconds) == .success }
     }
 
     /// For a job thread: blocks until signalled or `token` is cancelled (checked every millisecond, as the

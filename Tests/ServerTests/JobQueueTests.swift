@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ShmEngine
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Server

@@ -1,5 +1,6 @@
 import Foundation
 import ShmEngine
+import TestSupport
 import Testing
 
 @testable import Server
@@ -11,7 +12,7 @@ extension ShmTests {
             let response = try await server.request("POST", path, body: body)
             #expect(response.status == 202, "\(path): \(response.text)")
             let id = try #require(response.json["id"] as? String)
-            #expect(response.headers["location"] == "/v1/jobs/\(id)")
+            #expect(response.header("location") == "/v1/jobs/\(id)")
             return id
         }
 
@@ -29,7 +30,7 @@ extension ShmTests {
             let server = try await TestServer(namespaces: ["srv-roundtrip"], compress: true)
             defer { server.stopNow() }
             let original = try segments.live()
-            let originalBytes = original.map(TestSegments.contents)
+            let originalBytes = original.map(SharedMemoryReader.contents)
             #expect(original.count == 7)
 
             let before = try await server.request("GET", "/metrics").text
@@ -59,7 +60,7 @@ extension ShmTests {
 
             let restored = try segments.live()
             #expect(restored.map(\.key) == original.map(\.key))
-            #expect(restored.map(TestSegments.contents) == originalBytes)
+            #expect(restored.map(SharedMemoryReader.contents) == originalBytes)
             for segment in restored {
                 #expect(segment.uid == 1234 && segment.gid == 5678 && segment.mode == 0o640, "\(segment.key.hex)")
                 #expect(segment.size == original.first { $0.key == segment.key }?.size)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TestSupport
 import Testing
 
 @testable import Server
@@ -85,12 +86,8 @@ extension AsmtdProcess {
     /// Waits until the output holds a line containing every one of `parts` (the output pipe is read
     /// asynchronously); returns that line.
     func logLine(containing parts: [String], seconds: Double = 10) async -> String? {
-        let deadline = Date().addingTimeInterval(seconds)
-        while true {
-            let line = text.split(separator: "\n").first { line in parts.allSatisfy { line.contains($0) } }
-            if let line { return String(line) }
-            if Date() > deadline { return nil }
-            try? await Task.sleep(for: .milliseconds(20))
+        await waitForOutput(seconds: seconds) { text in
+            text.split(separator: "\n").first { line in parts.allSatisfy { line.contains($0) } }.map(String.init)
         }
     }
 }

@@ -82,7 +82,8 @@ struct LongPollTests {
 extension ShmTests {
     @Suite struct LongPollJobTests {
         @Test func aLongPollAnswersWhenTheJobEnds() async throws {
-            let segments = try await Instance15Segments.make(nsid: 24, name: "poll-job", stages: 4, stageSize: 16 << 20)
+            let segments = try await TestSegments.make(
+                instance: 15, nsid: 24, name: "poll-job", stages: 4, stageSize: 16 << 20)
             defer { segments.cleanUp() }
             let server = try await TestServer(instance: 15, namespaces: ["poll-job"], compress: true)
             defer { server.stopNow() }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Server
@@ -10,6 +11,8 @@ final class NotifySocket: @unchecked Sendable {
     private let fd: Int32
     private let sink = Sink()
     private let thread: Thread
+    /// Signalled by the receiving thread when it ends (within its 100 ms receive timeout of a cancel).
+    private let ended = DispatchSemaphore(value: 0)
 
     private final class Sink: @unchecked Sendable {
         let lock = NSLock()
@@ -36,7 +39,9 @@ final class NotifySocket: @unchecked Sendable {
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(socketFD, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let sink = self.sink
+        let ended = self.ended
         thread = Thread {
+            defer { ended.signal() }
             var buffer = [UInt8](repeating: 0, count: 4096)
             while !Thread.current.isCancelled {
                 let n = buffer.withUnsafeMutableBytes { recv(socketFD, $0.baseAddress, $0.count, 0) }
@@ -65,7 +70,7 @@ final class NotifySocket: @unchecked Sendable {
 
     deinit {
         thread.cancel()
-        usleep(200_000)
+        _ = ended.wait(timeout: .now() + 5)
         close(fd)
         if !name.hasPrefix("@") { unlink(name) }
     }
@@ -100,7 +105,7 @@ extension ShmTests {
         @Test func stopBackupThenStartRestoreBeforeReady() async throws {
             let f = try WarmFixture(nsid: 31, name: "auto31")
             try f.createSegments()
-            let original = f.live().map { ($0.key, TestSegments.contents($0)) }
+            let original = f.live().map { ($0.key, SharedMemoryReader.contents($0)) }
             let auto = """
                     keep: 1
                     auto: {restore-on-start: true, backup-on-stop: true}
@@ -136,7 +141,7 @@ extension ShmTests {
             let ready = try #require(await socket.wait(for: "READY=1"))
             let restored = f.live()
             #expect(restored.count == original.count)
-            #expect(restored.map { ($0.key, TestSegments.contents($0)) }.elementsEqual(original) { $0 == $1 })
+            #expect(restored.map { ($0.key, SharedMemoryReader.contents($0)) }.elementsEqual(original) { $0 == $1 })
             #expect(ready.dropLast().contains { $0.hasPrefix("EXTEND_TIMEOUT_USEC=") })
             #expect(ready.last?.contains("restored \(backups[0])") == true)
             await f.stop()

@@ -1,5 +1,6 @@
 import Foundation
 import ShmEngine
+import TestSupport
 import Testing
 
 @testable import Server
@@ -15,9 +16,12 @@ final class AsmtdProcess: @unchecked Sendable {
     }
 
     let process = Process()
+    private let exited = Latch()
     private let output = Pipe()
     private let lock = NSLock()
     private var log = ""
+    /// Fired (and replaced) when output arrives or the process exits.
+    private var changed = Latch()
 
     /// `environment` is added to this process's; `launcher` (an absolute path and its arguments, for example
     /// `unshare --pid --fork`) runs it under that command.
@@ -37,31 +41,63 @@ final class AsmtdProcess: @unchecked Sendable {
         output.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
             guard let self, !data.isEmpty else { return }
-            self.lock.withLock { self.log += String(decoding: data, as: UTF8.self) }
+            let change = self.lock.withLock { () -> Latch in
+                self.log += String(decoding: data, as: UTF8.self)
+                return self.nextChange()
+            }
+            change.fire()
+        }
+        process.terminationHandler = { [weak self] _ in
+            guard let self else { return }
+            self.exited.fire()
+            self.lock.withLock { self.nextChange() }.fire()
         }
         try process.run()
     }
 
     var text: String { lock.withLock { log } }
 
-    /// The port from the "asmtd listening ... port=N" line.
-    func waitForPort(seconds: Double = 30) async throws -> Int {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if let range = text.range(of: "port=") {
-                let digits = text[range.upperBound...].prefix { $0.isNumber }
-                if let port = Int(digits) { return port }
-            }
-            if !process.isRunning { break }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw POSIXError(.ETIMEDOUT)
+    /// The signal of the change in progress, replaced by a fresh one (under `lock`).
+    private func nextChange() -> Latch {
+        let current = changed
+        changed = Latch()
+        return current
     }
 
+    /// Waits for output that `match` finds something in (checked again each time output arrives); nil after
+    /// `seconds`, or once the process has exited without it.
+    func waitForOutput<T>(seconds: Double = 10, _ match: (String) -> T?) async -> T? {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while true {
+            let (output, change) = lock.withLock { (log, changed) }
+            if let found = match(output) { return found }
+            let left = deadline - ContinuousClock.now
+            guard left > .zero, process.isRunning || !exited.hasFired else { return nil }
+            try? await change.wait(timeout: left, "output of asmtd")
+        }
+    }
+
+    /// The port from the "asmtd listening ... port=N" line.
+    func waitForPort(seconds: Double = 30) async throws -> Int {
+        let port = await waitForOutput(seconds: seconds) { text in
+            text.range(of: "port=").flatMap { Int(text[$0.upperBound...].prefix { $0.isNumber }) }
+        }
+        guard let port else { throw TestFailure("no port=N line within \(seconds) s: \(text)") }
+        return port
+    }
+
+    /// The exit status (or the number of the signal that ended it), or nil when it still runs after `seconds`.
     func waitForExit(seconds: Double = 60) async -> Int32? {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        guard (try? await exited.wait(timeout: .seconds(seconds), "the exit of asmtd")) != nil else { return nil }
+        // The handler may run a moment before Foundation publishes the status.
+        try? await waitUntil(timeout: .seconds(5), "the exit status") { !process.isRunning }
         return process.isRunning ? nil : process.terminationStatus
+    }
+
+    /// The number of the signal that ended it; nil when it exited by itself or still runs after `seconds`.
+    func waitForSignal(seconds: Double = 60) async -> Int32? {
+        let status = await waitForExit(seconds: seconds)
+        return process.terminationReason == .uncaughtSignal ? status : nil
     }
 
     func signal(_ number: Int32) {
@@ -73,18 +109,11 @@ final class AsmtdProcess: @unchecked Sendable {
     }
 }
 
-func request(port: Int, _ method: String, _ path: String, body: String? = nil) async throws -> TestResponse {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try TestClient.request(port: port, method, path, body: body) })
-        }
-    }
-}
-
 extension ShmTests {
     @Suite struct ProcessTests {
         func writeConfig(
-            _ directory: TemporaryDirectory, namespace: String, extra: String = "", instance: Int = 14
+            _ directory: TemporaryDirectory, namespace: String, extra: String = "", instance: Int = 14,
+            compress: Bool = true
         ) throws -> String {
             let file = directory.path + "/asmtd.yml"
             let yaml = """
@@ -99,22 +128,10 @@ extension ShmTests {
                     backup-path: backups
                     namespaces: [\(namespace)]
                     threads: 1
-                    compress: true
+                    compress: \(compress)
                 """
             try yaml.write(toFile: file, atomically: true, encoding: .utf8)
             return file
-        }
-
-        /// Polls until the job runs (its record on disk says running).
-        func waitUntilBusy(port: Int, _ id: String) async throws -> [String: Any] {
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline {
-                let job = try await request(port: port, "GET", "/v1/jobs/\(id)").json
-                if job["state"] as? String == "running" { return job }
-                if job["state"] as? String != "running" && job["state"] as? String != "queued" { return job }
-                try await Task.sleep(for: .milliseconds(2))
-            }
-            return [:]
         }
 
         @Test func aBadConfigExits78WithEveryError() async throws {
@@ -177,10 +194,10 @@ extension ShmTests {
             let submitted = try await request(
                 port: port, "POST", "/v1/backup", body: #"{"instance":14,"threads":1}"#)
             let id = try #require(submitted.json["id"] as? String, "\(submitted.text)")
-            let busy = try await waitUntilBusy(port: port, id)
+            let busy = try await waitUntilStarted(port: port, id)
             #expect(busy["state"] as? String == "running", "the backup must still run when it is killed: \(busy)")
             first.signal(SIGKILL)
-            #expect(await first.waitForExit() == 9 || !first.process.isRunning)
+            #expect(await first.waitForSignal() == SIGKILL, "\(first.text)")
 
             let record = try String(contentsOfFile: directory.path + "/state/jobs/\(id).json", encoding: .utf8)
             #expect(record.contains("\"running\""))
@@ -208,11 +225,7 @@ extension ShmTests {
             let port = try await first.waitForPort()
             let backup = try await request(port: port, "POST", "/v1/backup", body: #"{"instance":14}"#)
             let backupJob = try #require(backup.json["id"] as? String, "\(backup.text)")
-            var state = ""
-            for _ in 0..<2400 where state != "success" && state != "failure" {
-                state = try await request(port: port, "GET", "/v1/jobs/\(backupJob)").json["state"] as? String ?? ""
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            let state = try await waitForJob(port: port, backupJob)["state"] as? String
             #expect(state == "success")
             segments.removeOriginals()
 
@@ -259,7 +272,7 @@ extension ShmTests {
                 defer { server.stopNow() }
                 let response = try await server.request("POST", "/v1/backup", body: #"{"instance":14,"threads":1}"#)
                 let id = try #require(response.json["id"] as? String, "\(response.text)")
-                let busy = try await waitUntilBusy(port: server.port, id)
+                let busy = try await waitUntilStarted(port: server.port, id)
                 #expect(busy["state"] as? String == "running", "\(busy)")
                 server.process.signal(SIGTERM)
                 if signals == 1 && timeout > 0 {

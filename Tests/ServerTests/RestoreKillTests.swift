@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import ShmEngine
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Server
@@ -10,13 +11,6 @@ import Testing
 /// independent reader (SHM_STAT and read-only shmat here, not the engine's planner). Instance 15, nsids 26..27.
 enum KillHarness {
     static let instance = 15
-
-    /// Runs blocking work off the cooperative pool (every suite of this process shares its two threads).
-    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-        }
-    }
 
     struct Outcome {
         /// Exit status, or 128 + signal.
@@ -68,7 +62,7 @@ enum KillHarness {
 
     /// The segments of `nsid` on instance 15, listed without attaching them.
     static func live(nsid: Int) -> [LiveSegment] {
-        TestSegments.walk().filter { $0.key.instance == instance && $0.key.nsid == nsid }.sorted { $0.key < $1.key }
+        SharedMemoryReader.live(instance: instance, nsid: nsid)
     }
 
     static func removeAll(nsid: Int) {
@@ -91,7 +85,7 @@ enum KillHarness {
             return .failure(Violation(why: "\(attached.key.hex) is attached after the kill"))
         }
         guard let base = segments.first(where: { $0.key.kind == .base }) else { return .success(.uncommitted) }
-        let word = TestSegments.contents(base).prefix(4)
+        let word = SharedMemoryReader.contents(base).prefix(4)
         guard word.count == 4 else { return .failure(Violation(why: "cannot read the base")) }
         if word.allSatisfy({ $0 == 0 }) { return .success(.uncommitted) }
         guard Set(segments.map(\.key)) == Set(expected.keys) else {
@@ -99,7 +93,7 @@ enum KillHarness {
                 Violation(why: "committed base but segments \(segments.map(\.key.hex)) instead of \(expected.count)"))
         }
         for segment in segments {
-            guard let bytes = expected[segment.key], same(segment, bytes) else {
+            guard let bytes = expected[segment.key], SharedMemoryReader.holds(segment, bytes) else {
                 return .failure(Violation(why: "committed base but \(segment.key.hex) differs from the backup"))
             }
             guard segment.uid == uid, segment.gid == gid, segment.mode == mode else {
@@ -111,15 +105,6 @@ enum KillHarness {
         return .success(.committed)
     }
 
-    /// The segment holds exactly `bytes` (read-only attach, memcmp: fast enough for hundreds of MiB per check).
-    static func same(_ segment: LiveSegment, _ bytes: [UInt8]) -> Bool {
-        guard segment.size == UInt64(bytes.count), let address = shmat(segment.shmid, nil, SHM_RDONLY),
-            address != UnsafeMutableRawPointer(bitPattern: -1)
-        else { return false }
-        defer { shmdt(address) }
-        return bytes.withUnsafeBytes { memcmp(address, $0.baseAddress!, bytes.count) } == 0
-    }
-
     /// Creates `spec` on instance 15, reads its bytes, writes a backup of it (asmtd's, through the engine, or
     /// asmt's plain files) into `directory`, and removes the segments again. Returns the bytes per key.
     static func backup(
@@ -128,10 +113,10 @@ enum KillHarness {
         -> [SegmentKey: [UInt8]]
     {
         removeAll(nsid: spec.nsid)
-        let created = try SyntheticSegments.create(instance: instance, namespace: spec)
+        let created = try TestSegmentMaker.create(instance: instance, spec)
         defer { SyntheticSegments.remove(created) }
         var bytes: [SegmentKey: [UInt8]] = [:]
-        for segment in created { bytes[segment.key] = TestSegments.contents(segment) }
+        for segment in created { bytes[segment.key] = SharedMemoryReader.contents(segment) }
         if plainFiles {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
             for (key, data) in bytes {
@@ -172,7 +157,7 @@ extension ShmTests {
         /// succeeds.
         @Test func killedCLIRestoreLeavesNothingUsableHalfDone() async throws {
             let problems = Problems()
-            let report = try await KillHarness.offPool { () throws -> String in
+            let report = try await blocking { () throws -> String in
                 try Self.killAtManyInstants(problems)
             }
             #expect(problems.list.isEmpty, "\(problems.list)")
@@ -275,7 +260,7 @@ extension ShmTests {
         /// dir was full): the restart finds every segment matching the backup and marks the job `success`.
         @Test func startupRecoveryKeepsACommittedRestore() async throws {
             let problems = Problems()
-            try await KillHarness.offPool {
+            try await blocking {
                 let nsid = 28
                 let temp = try TemporaryDirectory()
                 let backupPath = temp.path + "/backups"
@@ -323,7 +308,7 @@ extension ShmTests {
         @Test func restoreOfThousandsOfSegmentsUnder256OpenFiles() async throws {
             let problems = Problems()
             defer { #expect(problems.list.isEmpty, "\(problems.list)") }
-            try await KillHarness.offPool {
+            try await blocking {
                 let nsid = 27
                 let temp = try TemporaryDirectory()
                 let directory = temp.path + "/backup"

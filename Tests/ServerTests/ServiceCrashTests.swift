@@ -1,5 +1,6 @@
 import Foundation
 import ShmEngine
+import TestSupport
 import Testing
 
 @testable import Server
@@ -10,52 +11,33 @@ final class ServiceSegments: @unchecked Sendable {
     static let instance = 13
     let nsid: Int
     let name: String
-    private(set) var originals: [String: Data] = [:]
+    private(set) var originals: [String: [UInt8]] = [:]
 
     init(nsid: Int, name: String) throws {
         self.nsid = nsid
         self.name = name
-        Self.removeAll(nsid: nsid)
         // 8 x 64 MiB: with one thread the restore runs for a few hundred ms, long enough to be caught running.
         let spec = SyntheticNamespace(
             name: name, nsid: nsid, primaryStages: 8, stageSize: 64 << 20, secondaryStages: 1, dataStages: 1,
             uid: 0, gid: 0, mode: 0o600, seed: UInt64(nsid))
-        let created = try SyntheticSegments.create(instance: Self.instance, namespace: spec)
-        for segment in created { originals[segment.key.hex] = Self.contents(segment) }
+        let created = try TestSegmentMaker.create(instance: Self.instance, spec, clearingLeftovers: true)
+        for segment in created { originals[segment.key.hex] = SharedMemoryReader.contents(segment) }
     }
 
     static func make(nsid: Int, name: String) async throws -> ServiceSegments {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try ServiceSegments(nsid: nsid, name: name) })
-            }
-        }
+        try await blocking { try ServiceSegments(nsid: nsid, name: name) }
     }
 
-    func live() -> [LiveSegment] {
-        TestSegments.walk().filter { $0.key.instance == Self.instance && $0.key.nsid == nsid }
-    }
+    func live() -> [LiveSegment] { SharedMemoryReader.live(instance: Self.instance, nsid: nsid) }
 
     /// True when the live segments are exactly the originals' keys, each byte-identical to its original.
     func matchOriginals() -> Bool {
         let segments = live()
         guard Set(segments.map(\.key.hex)) == Set(originals.keys) else { return false }
-        return segments.allSatisfy { Self.contents($0) == originals[$0.key.hex] }
+        return segments.allSatisfy { SharedMemoryReader.contents($0) == originals[$0.key.hex] }
     }
 
-    func removeLive() { Self.removeAll(nsid: nsid) }
-
-    static func removeAll(nsid: Int) {
-        let left = TestSegments.walk().filter { $0.key.instance == instance && $0.key.nsid == nsid }
-        for segment in left where segment.attachCount == 0 { shmctl(segment.shmid, IPC_RMID, nil) }
-    }
-
-    static func contents(_ segment: LiveSegment) -> Data {
-        guard let address = shmat(segment.shmid, nil, SHM_RDONLY), address != UnsafeMutableRawPointer(bitPattern: -1)
-        else { return Data() }
-        defer { shmdt(address) }
-        return Data(bytes: address, count: Int(segment.size))
-    }
+    func removeLive() { TestSegmentMaker.removeAll(instance: Self.instance, nsid: nsid) }
 }
 
 /// Runs `command` and returns its exit status.
@@ -80,31 +62,14 @@ extension ShmTests {
             try ProcessTests().writeConfig(directory, namespace: namespace, instance: 13)
         }
 
-        func waitForJob(port: Int, _ id: String) async throws -> [String: Any] {
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline {
-                let job = try await request(port: port, "GET", "/v1/jobs/\(id)").json
-                if let state = job["state"] as? String, ["success", "failure", "canceled"].contains(state) {
-                    return job
-                }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            return [:]
-        }
-
         /// Polls until the job is running with some bytes written (its created segments are journaled by then),
         /// or has ended; returns the last job object.
         func waitUntilWriting(port: Int, _ id: String) async throws -> [String: Any] {
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline {
-                let job = try await request(port: port, "GET", "/v1/jobs/\(id)").json
+            try await pollJob(port: port, id, every: .milliseconds(2), seconds: 60) { job in
                 let state = job["state"] as? String
                 let done = ((job["progress"] as? [String: Any])?["bytes-done"] as? NSNumber)?.int64Value ?? 0
-                if state == "running" && done > 0 { return job }
-                if state != "running" && state != "queued" { return job }
-                try await Task.sleep(for: .milliseconds(2))
+                return (state == "running" && done > 0) || (state != "running" && state != "queued")
             }
-            return [:]
         }
 
         /// A backup of the namespace through the service, then the originals removed.

@@ -1,5 +1,6 @@
 import Foundation
 import ShmEngine
+import TestSupport
 import Testing
 
 @testable import Server
@@ -12,13 +13,13 @@ private func killInstantsSegments(name: String, nsid: Int) async throws -> (Cras
         seed: UInt64(60 + nsid))
     let segments = try await CrashSegments(instance: 13, spec)
     var originals: [String: [UInt8]] = [:]
-    for segment in segments.created { originals[segment.key.hex] = TestSegments.contents(segment) }
+    for segment in segments.created { originals[segment.key.hex] = SharedMemoryReader.contents(segment) }
     return (segments, originals)
 }
 
 /// The live segments of instance 13 `nsid`.
 private func liveSegments(nsid: Int) -> [LiveSegment] {
-    TestSegments.walk().filter { $0.key.instance == 13 && $0.key.nsid == nsid }
+    SharedMemoryReader.live(instance: 13, nsid: nsid)
 }
 
 /// `instants` delays spread evenly from 0 to 1.5 times `duration`.
@@ -30,23 +31,9 @@ extension ShmTests {
     /// The service SIGKILLed at many instants over a job (restore: instance 13 nsid 15, backup: nsid 16), then
     /// restarted: each job ends either complete or interrupted with nothing left half done.
     @Suite struct ServiceKillInstantsTests {
+        /// Instance 13, one thread.
         func writeConfig(_ directory: TemporaryDirectory, namespace: String, compress: Bool) throws -> String {
-            let file = directory.path + "/asmtd.yml"
-            let yaml = """
-                service:
-                  http: {port: 0}
-                  state-dir: state
-                  runtime-dir: run
-                  shutdown-timeout: 10000
-                instances:
-                  - instance: 13
-                    backup-path: backups
-                    namespaces: [\(namespace)]
-                    threads: 1
-                    compress: \(compress)
-                """
-            try yaml.write(toFile: file, atomically: true, encoding: .utf8)
-            return file
+            try ProcessTests().writeConfig(directory, namespace: namespace, instance: 13, compress: compress)
         }
 
         func job(port: Int, _ id: String) async throws -> [String: Any] {
@@ -54,18 +41,7 @@ extension ShmTests {
         }
 
         func waitForEnd(port: Int, _ id: String) async throws -> [String: Any] {
-            try await ServiceCrashTests().waitForJob(port: port, id)
-        }
-
-        /// Polls the job until it leaves `queued`; returns the last job object.
-        func waitUntilRunning(port: Int, _ id: String) async throws -> [String: Any] {
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline {
-                let job = try await job(port: port, id)
-                if job["state"] as? String != "queued" { return job }
-                try await Task.sleep(for: .milliseconds(1))
-            }
-            return [:]
+            try await waitForJob(port: port, id)
         }
 
         func submit(port: Int, _ path: String) async throws -> String {
@@ -77,7 +53,7 @@ extension ShmTests {
         /// Runs one job to its end, unkilled: returns its duration from `running` to its end.
         func measure(port: Int, _ path: String) async throws -> (Duration, [String: Any]) {
             let id = try await submit(port: port, path)
-            let running = try await waitUntilRunning(port: port, id)
+            let running = try await waitUntilStarted(port: port, id)
             try #require(running["state"] as? String == "running", "\(running)")
             let start = ContinuousClock.now
             let done = try await waitForEnd(port: port, id)
@@ -90,7 +66,7 @@ extension ShmTests {
             _ service: AsmtdProcess, port: Int, config: String, _ path: String, after delay: Duration
         ) async throws -> (AsmtdProcess, Int, String) {
             let id = try await submit(port: port, path)
-            let running = try await waitUntilRunning(port: port, id)
+            let running = try await waitUntilStarted(port: port, id)
             try #require(running["state"] as? String == "running", "the job must run before the kill: \(running)")
             try await Task.sleep(for: delay)
             service.signal(SIGKILL)
@@ -101,7 +77,7 @@ extension ShmTests {
 
         @Test func aRestoreKilledAtManyInstantsEndsRestoredOrRemoved() async throws {
             let (segments, originals) = try await killInstantsSegments(name: "kill-restore", nsid: 15)
-            defer { ServiceSegments.removeAll(nsid: 15) }
+            defer { TestSegmentMaker.removeAll(instance: 13, nsid: 15) }
             let directory = try TemporaryDirectory()
             let config = try writeConfig(directory, namespace: "kill-restore", compress: true)
             var service = try AsmtdProcess(["-c", config])
@@ -114,12 +90,12 @@ extension ShmTests {
             func matchesOriginals() -> Bool {
                 let live = liveSegments(nsid: 15)
                 guard Set(live.map(\.key.hex)) == Set(originals.keys) else { return false }
-                return live.allSatisfy { TestSegments.contents($0) == originals[$0.key.hex] }
+                return live.allSatisfy { SharedMemoryReader.contents($0) == originals[$0.key.hex] }
             }
             let (duration, unkilled) = try await measure(port: port, "/v1/restore")
             try #require(unkilled["state"] as? String == "success", "\(unkilled)")
             try #require(matchesOriginals(), "the unkilled restore gives back the backed-up bytes")
-            ServiceSegments.removeAll(nsid: 15)
+            TestSegmentMaker.removeAll(instance: 13, nsid: 15)
 
             var restored = 0
             var removed = 0
@@ -140,7 +116,7 @@ extension ShmTests {
                 } else {
                     Issue.record("killed after \(delay): neither restored nor interrupted: \(job)")
                 }
-                ServiceSegments.removeAll(nsid: 15)
+                TestSegmentMaker.removeAll(instance: 13, nsid: 15)
             }
             print(
                 "service restore kill test: backup \(backupTime), restore \(duration), 12 instants,"

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Server
@@ -19,7 +20,7 @@ final class WarmFixture: @unchecked Sendable {
         directory = try TemporaryDirectory()
         self.nsid = nsid
         self.name = name
-        Self.removeAll(nsid: nsid)
+        TestSegmentMaker.removeLeftovers(instance: Self.instance, nsid: nsid)
     }
 
     var backupPath: String { directory.path + "/backups" }
@@ -59,11 +60,11 @@ final class WarmFixture: @unchecked Sendable {
         let spec = SyntheticNamespace(
             name: name, nsid: nsid, primaryStages: 2, stageSize: 1 << 20, secondaryStages: 1, dataStages: 1, uid: 0,
             gid: 0, mode: 0o600, seed: UInt64(nsid))
-        created = try SyntheticSegments.create(instance: Self.instance, namespace: spec)
+        created = try TestSegmentMaker.create(instance: Self.instance, spec)
     }
 
     func request(_ method: String, _ path: String, body: String? = nil) async throws -> TestResponse {
-        try await ServerTests.request(port: port, method, path, body: body)
+        try await TestSupport.request(port: port, method, path, body: body)
     }
 
     /// Backs up (202), waits for success; returns the backup id.
@@ -76,13 +77,7 @@ final class WarmFixture: @unchecked Sendable {
     }
 
     func waitForJob(_ id: String) async throws -> [String: Any] {
-        let deadline = Date().addingTimeInterval(60)
-        while true {
-            let job = try await request("GET", "/v1/jobs/\(id)").json
-            if let state = job["state"] as? String, ["success", "failure", "canceled"].contains(state) { return job }
-            if Date() > deadline { return job }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await ServerTests.waitForJob(port: port, id, seconds: 60)
     }
 
     func backupView(_ id: String) async throws -> [String: Any] {
@@ -101,9 +96,7 @@ final class WarmFixture: @unchecked Sendable {
 
     /// The live segments of this nsid, listed without attaching.
     func live() -> [LiveSegment] {
-        TestSegments.walk().filter { $0.key.instance == Self.instance && $0.key.nsid == nsid }.sorted {
-            $0.key < $1.key
-        }
+        SharedMemoryReader.live(instance: Self.instance, nsid: nsid)
     }
 
     func removeLive() {
@@ -122,18 +115,13 @@ final class WarmFixture: @unchecked Sendable {
         return address
     }
 
-    static func removeAll(nsid: Int) {
-        let left = TestSegments.walk().filter { $0.key.instance == instance && $0.key.nsid == nsid }
-        for segment in left where segment.attachCount == 0 { shmctl(segment.shmid, IPC_RMID, nil) }
-    }
-
     deinit {
         if let process, process.process.isRunning {
             kill(process.process.processIdentifier, SIGTERM)
             process.process.waitUntilExit()
         }
         SyntheticSegments.remove(created)
-        Self.removeAll(nsid: nsid)
+        TestSegmentMaker.removeAll(instance: Self.instance, nsid: nsid)
     }
 }
 
@@ -247,10 +235,7 @@ extension ShmTests {
             try await f.start(extra: "    keep: 1")
             let first = try await f.backup()
             let second = try await f.backup()
-            let deadline = Date().addingTimeInterval(10)
-            while f.process?.text.contains("backup removed by keep") != true && Date() < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            _ = await f.process?.waitForOutput { $0.contains("backup removed by keep") ? true : nil }
             #expect(f.process?.text.contains("backup removed by keep") == true)
             #expect(FileSystem.list(f.backupPath) == [second])
             #expect(try await f.request("GET", "/v1/backups/\(first)").errorCode == "BACKUP_NOT_FOUND")

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 @testable import ShmEngine
@@ -10,7 +11,7 @@ private func backupAndDrop(
 ) throws
     -> [SegmentKey]
 {
-    let created = try SyntheticSegments.create(instance: instance, namespace: spec)
+    let created = try TestSegmentMaker.create(instance: instance, spec)
     defer { SyntheticSegments.remove(created) }
     let request = BackupRequest(instance: instance, namespaces: [spec.name], directory: directory, compress: compress)
     _ = try Engine.backup(
@@ -51,7 +52,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
 @Suite struct DamagedBackupTests {
     @Test func corruptedCompressedFileFailsAndLeavesNothing() throws {
         let spec = small("bad-byte", 17)
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory)
             let path = stagePath(directory, 14, 17, stage: 1)
             var bytes = Fixture.fileBytes(path)
@@ -64,7 +65,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
 
     @Test func truncatedCompressedFileFailsWithAndWithoutManifest() throws {
         let spec = small("cut-gz", 18)
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory)
             let path = stagePath(directory, 14, 18, stage: 1)
             let bytes = Fixture.fileBytes(path)
@@ -83,7 +84,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
 
     @Test func trailingBytesAfterTheMemberFail() throws {
         let spec = small("tail-gz", 19)
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory)
             unlink(directory + "/" + BackupManifest.fileName)
             let path = stagePath(directory, 14, 19)
@@ -94,7 +95,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
 
     @Test func headerSizeLargerOrSmallerThanTheDataFails() throws {
         let spec = small("size-gz", 20)
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory)
             unlink(directory + "/" + BackupManifest.fileName)
             let path = stagePath(directory, 14, 20)
@@ -116,7 +117,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
 
     @Test func truncatedPlainFileIsCaughtByTheManifest() throws {
         let spec = small("cut-plain", 22)
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory, compress: false)
             let path = stagePath(directory, 14, 22, gz: false)
             #expect(truncate(path, off_t(spec.stageSize - 10)) == 0)
@@ -126,7 +127,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
 
     @Test func changedPlainFileFailsVerification() throws {
         let spec = small("flip-plain", 23)
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory, compress: false)
             let path = stagePath(directory, 14, 23, stage: 1, gz: false)
             var bytes = Fixture.fileBytes(path)
@@ -152,7 +153,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
 
     @Test func anIndexThatDoesNotFitTheFileIsRefusedAtPlanning() throws {
         let spec = small("chunk-plan", 20, stageSize: (20 << 20) + 5)
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let keys = try backupAndDrop(instance: 13, spec: spec, directory: directory)
             defer { Fixture.removeRestored(keys) }
             try tamper(directory) { $0.lengths[0] += 1 }
@@ -169,7 +170,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
 
     @Test func movedChunksOrAWrongChunkCRCFailTheRestoreAndLeaveNothing() throws {
         let spec = small("chunk-swap", 21, stageSize: (20 << 20) + 5)
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let keys = try backupAndDrop(instance: 13, spec: spec, directory: directory)
             defer { Fixture.removeRestored(keys) }
             // Same total length, so planning accepts it; the chunks no longer inflate where the index says.
@@ -200,7 +201,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
     @Test func attachedBaseIsServerRunning() throws {
         let spec = small("running", 6, stageSize: 64 << 10)
         try Fixture.withSegments(instance: 13, spec) { created in
-            try Fixture.withTemporaryDirectory { temp in
+            try TemporaryDirectory.with { temp in
                 let base = try #require(created.first { $0.key.kind == .base })
                 let attachment = try SharedMemory.attach(
                     shmid: base.shmid, key: base.key, size: base.size, readOnly: true)
@@ -218,7 +219,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
     @Test func briefAttachmentsAreNotARunningServer() throws {
         let spec = small("flicker", 28, stageSize: 64 << 10)
         try Fixture.withSegments(instance: 13, spec) { created in
-            try Fixture.withTemporaryDirectory { temp in
+            try TemporaryDirectory.with { temp in
                 let flickering = created.filter { $0.key.kind == .base || $0.key.kind == .dataStage }
                 let stop = CancellationToken()
                 let exited = DispatchSemaphore(value: 0)
@@ -262,7 +263,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
         var spec = small("unclean", 7, stageSize: 64 << 10)
         spec.shutdownStatus = 0
         try Fixture.withSegments(instance: 13, spec) { _ in
-            try Fixture.withTemporaryDirectory { temp in
+            try TemporaryDirectory.with { temp in
                 let request = BackupRequest(instance: 13, namespaces: ["unclean"], directory: temp + "/b")
                 Fixture.expectCode(.uncleanShutdown) { _ = try Engine.planBackup(request) }
             }
@@ -272,7 +273,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
     @Test func existingFilesAndSegmentsAreRefused() throws {
         let spec = small("exists", 8, stageSize: 64 << 10)
         try Fixture.withSegments(instance: 13, spec) { _ in
-            try Fixture.withTemporaryDirectory { directory in
+            try TemporaryDirectory.with { directory in
                 Fixture.writeFile(directory + "/ad008177.dat.gz", [1])  // another instance: ignored
                 Fixture.writeFile(directory + "/ad" + "d08" + "0ff.dat", [1])  // instance 13 nsid 8
                 let request = BackupRequest(instance: 13, namespaces: ["exists"], directory: directory)
@@ -291,7 +292,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
     @Test func backupDirectoryMustBeUsable() throws {
         let spec = small("nodir", 9, stageSize: 64 << 10)
         try Fixture.withSegments(instance: 13, spec) { _ in
-            try Fixture.withTemporaryDirectory { temp in
+            try TemporaryDirectory.with { temp in
                 let deep = BackupRequest(instance: 13, namespaces: ["nodir"], directory: temp + "/a/b")
                 Fixture.expectCode(.io) { _ = try Engine.planBackup(deep) }
                 Fixture.writeFile(temp + "/file", [1])
@@ -306,7 +307,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
     @Test func segmentsChangedSincePlanning() throws {
         let spec = small("replan", 10, stageSize: 64 << 10)
         try Fixture.withSegments(instance: 13, spec) { created in
-            try Fixture.withTemporaryDirectory { temp in
+            try TemporaryDirectory.with { temp in
                 let request = BackupRequest(instance: 13, namespaces: ["replan"], directory: temp + "/b")
                 var plan = try Engine.planBackup(request)
                 plan.segments.removeLast()
@@ -328,7 +329,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
             name: "cancel-b", nsid: 24, primaryStages: 4, stageSize: 24 << 20, secondaryStages: 0, dataStages: 1,
             seed: 24)
         try Fixture.withSegments(instance: 14, spec) { _ in
-            try Fixture.withTemporaryDirectory { temp in
+            try TemporaryDirectory.with { temp in
                 let directory = temp + "/b"
                 let request = BackupRequest(
                     instance: 14, namespaces: ["cancel-b"], directory: directory, compress: true, threads: 1)
@@ -356,7 +357,7 @@ private func small(_ name: String, _ nsid: Int, stageSize: Int = 3 << 20) -> Syn
         let spec = SyntheticNamespace(
             name: "cancel-r", nsid: 25, primaryStages: 4, stageSize: 24 << 20, secondaryStages: 0, dataStages: 1,
             seed: 25)
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let keys = try backupAndDrop(instance: 14, spec: spec, directory: directory)
             defer { Fixture.removeRestored(keys) }
             let request = RestoreRequest(instance: 14, namespaces: ["cancel-r"], directory: directory, threads: 1)

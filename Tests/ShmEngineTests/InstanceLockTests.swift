@@ -1,12 +1,13 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 @testable import ShmEngine
 
 @Suite struct InstanceLockTests {
     @Test func oneHolderPerInstanceNamedInTheRefusal() throws {
-        try Fixture.withTemporaryDirectory { temp in
+        try TemporaryDirectory.with { temp in
             let runtime = temp + "/run"
             let first = try InstanceLock.acquire(instance: 15, runtimeDirectory: runtime, holder: "test job A")
             var st = stat()

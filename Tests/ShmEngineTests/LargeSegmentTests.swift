@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 @testable import ShmEngine
@@ -16,8 +17,8 @@ import Testing
             name: "huge", nsid: 32, primaryStages: 1, stageSize: Self.size, secondaryStages: 0, dataStages: 0,
             uid: 1234, gid: 2345, mode: 0o640, seed: 32)
         spec.sparse = true
-        try Fixture.withTemporaryDirectory { temp in
-            var created = try SyntheticSegments.create(instance: 14, namespace: spec)
+        try TemporaryDirectory.with { temp in
+            var created = try TestSegmentMaker.create(instance: 14, spec)
             defer { SyntheticSegments.remove(created) }
             let stage = try #require(created.first { $0.key.kind == .primaryStage })
             let attachment = try SharedMemory.attach(

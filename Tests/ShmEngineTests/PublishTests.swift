@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import ShmEngine
@@ -92,7 +93,7 @@ import Testing
     @Test func filesCarryStagingNamesUntilTheBackupIsPublished() throws {
         let spec = small("publish", 21, stages: 4, stageSize: 8 << 20)
         try Fixture.withSegments(instance: 14, spec) { created in
-            try Fixture.withTemporaryDirectory { temp in
+            try TemporaryDirectory.with { temp in
                 let directory = temp + "/b"
                 let request = BackupRequest(
                     instance: 14, namespaces: ["publish"], directory: directory, compress: true, threads: 1)
@@ -132,7 +133,7 @@ import Testing
     @Test func theNextBackupRemovesLeftoversAndRemoveStagingReportsThem() throws {
         let spec = small("leftover", 26)
         try Fixture.withSegments(instance: 14, spec) { created in
-            try Fixture.withTemporaryDirectory { directory in
+            try TemporaryDirectory.with { directory in
                 // What a killed backup leaves: staging files (under this namespace's keys), the pending manifest,
                 // and a stage file already renamed into place.
                 let stage = try #require(created.first { $0.key.kind == .primaryStage })
@@ -172,7 +173,7 @@ import Testing
     @Test func oneBackupPerDirectoryAndNoBackupIntoADirectoryBeingRestored() throws {
         let spec = small("dirlock", 27)
         try Fixture.withSegments(instance: 14, spec) { _ in
-            try Fixture.withTemporaryDirectory { directory in
+            try TemporaryDirectory.with { directory in
                 let request = BackupRequest(instance: 14, namespaces: ["dirlock"], directory: directory)
                 for exclusive in [true, false] {
                     let held = exclusive ? try DirectoryLock.exclusive(directory) : try DirectoryLock.shared(directory)
@@ -204,7 +205,7 @@ import Testing
     @Test func anAttachAfterTheCopyFailsTheBackupAndPublishesNothing() throws {
         let spec = small("late-attach", 28, stages: 4, stageSize: 8 << 20)
         try Fixture.withSegments(instance: 14, spec) { created in
-            try Fixture.withTemporaryDirectory { temp in
+            try TemporaryDirectory.with { temp in
                 let directory = temp + "/b"
                 let base = try #require(created.first { $0.key.kind == .base })
                 // Without verification a segment is done once copied and synced, long before the stages are.
@@ -270,7 +271,7 @@ import Testing
     }
 
     @Test func publishesEveryFileThenTheManifest() throws {
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let files = files(directory)
             let publisher = BackupPublisher(directory: directory, createdDirectory: false)
             try publisher.publish(manifest(files), files: files, cancellation: CancellationToken())
@@ -283,7 +284,7 @@ import Testing
     /// A file that appeared under a real name is never replaced: the publication fails and is undone, and the
     /// foreign file stays.
     @Test func neverReplacesAFileAndUndoesWhatItRenamed() throws {
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             let files = files(directory)
             Fixture.writeFile(directory + "/ae304000.dat", [9])
             let publisher = BackupPublisher(directory: directory, createdDirectory: false)
@@ -297,7 +298,7 @@ import Testing
     }
 
     @Test func aCancelBeforeTheRenamesPublishesNothing() throws {
-        try Fixture.withTemporaryDirectory { temp in
+        try TemporaryDirectory.with { temp in
             let directory = temp + "/b"
             #expect(mkdir(directory, 0o700) == 0)
             let files = files(directory)

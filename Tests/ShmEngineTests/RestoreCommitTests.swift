@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import ShmEngine
@@ -54,9 +55,9 @@ final class AttachingChild: @unchecked Sendable {
 private func withBackup(
     _ spec: SyntheticNamespace, compress: Bool = false, _ body: (String, [SegmentKey: [UInt8]]) throws -> Void
 ) throws {
-    try Fixture.withTemporaryDirectory { temp in
+    try TemporaryDirectory.with { temp in
         let directory = temp + "/backup"
-        let created = try SyntheticSegments.create(instance: 13, namespace: spec)
+        let created = try TestSegmentMaker.create(instance: 13, spec)
         let before = Fixture.snapshot(created)
         do {
             let request = BackupRequest(

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 @testable import ShmEngine
@@ -8,7 +9,7 @@ import Testing
 /// mode, no I/O error swallowed. Instance 13, nsids 30..31.
 @Suite struct RestoreInputTests {
     private func withBackup(_ spec: SyntheticNamespace, _ body: (String) throws -> Void) throws {
-        try Fixture.withTemporaryDirectory { temp in
+        try TemporaryDirectory.with { temp in
             let directory = temp + "/backup"
             try Fixture.withSegments(instance: 13, spec) { _ in
                 let request = BackupRequest(instance: 13, namespaces: [spec.name], directory: directory)
@@ -64,7 +65,7 @@ import Testing
 
     /// A file that cannot be read is an error, not an empty prefix.
     @Test func unreadableFilesAreErrors() throws {
-        try Fixture.withTemporaryDirectory { temp in
+        try TemporaryDirectory.with { temp in
             Fixture.expectCode(.io) { _ = try FileIO.readPrefix(path: temp + "/missing.dat", length: 16) }
             Fixture.writeFile(temp + "/short.dat", [1, 2, 3])
             let prefix = try FileIO.readPrefix(path: temp + "/short.dat", length: 16)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 @testable import ShmEngine
@@ -8,9 +9,9 @@ import Testing
 private func roundTrip(
     instance: Int, spec: SyntheticNamespace, compress: Bool, threads: Int = 0, access: SegmentAccess = .automatic
 ) throws {
-    try Fixture.withTemporaryDirectory { temp in
+    try TemporaryDirectory.with { temp in
         let directory = temp + "/backup"
-        var created = try SyntheticSegments.create(instance: instance, namespace: spec)
+        var created = try TestSegmentMaker.create(instance: instance, spec)
         defer { SyntheticSegments.remove(created) }
         let before = Fixture.snapshot(created)
         var request = BackupRequest(
@@ -151,7 +152,7 @@ private func roundTrip(
         let second = SyntheticNamespace(
             name: "two-b", nsid: 12, primaryStages: 2, stageSize: 150_000, secondaryStages: 0, dataStages: 2,
             uid: 2345, gid: 1234, mode: 0o600, seed: 22)
-        try Fixture.withTemporaryDirectory { temp in
+        try TemporaryDirectory.with { temp in
             let directory = temp + "/b"
             var keys: [SegmentKey] = []
             var before: [SegmentKey: [UInt8]] = [:]
@@ -187,7 +188,7 @@ private func roundTrip(
             name: "reader", nsid: 4, primaryStages: 2, stageSize: (9 << 20) + 1, secondaryStages: 1, dataStages: 2,
             uid: 1234, gid: 2345, mode: 0o640, seed: 14)
         try Fixture.withSegments(instance: 13, spec) { created in
-            try Fixture.withTemporaryDirectory { temp in
+            try TemporaryDirectory.with { temp in
                 let directory = temp + "/b"
                 let request = BackupRequest(instance: 13, namespaces: ["reader"], directory: directory, compress: true)
                 _ = try Engine.backup(
@@ -254,7 +255,7 @@ private func roundTrip(
             data.replaceSubrange(12..<44, with: Array(name.utf8) + [UInt8](repeating: 0, count: 32 - name.utf8.count))
             contents.append((SegmentKey(kind: .dataStage, instance: instance, nsid: nsid, stage: stage), data))
         }
-        try Fixture.withTemporaryDirectory { directory in
+        try TemporaryDirectory.with { directory in
             for (key, data) in contents {
                 let hex = String(key.rawValue, radix: 16)
                 let stem = directory + "/" + String(repeating: "0", count: 8 - hex.count) + hex

@@ -1,6 +1,7 @@
 import CZlib
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 @testable import ShmEngine
@@ -12,7 +13,7 @@ enum Fixture {
         instance: Int, _ spec: SyntheticNamespace, _ body: ([LiveSegment]) throws -> T
     ) throws -> T {
         precondition((13...14).contains(instance))
-        let created = try SyntheticSegments.create(instance: instance, namespace: spec)
+        let created = try TestSegmentMaker.create(instance: instance, spec)
         defer { SyntheticSegments.remove(created) }
         return try body(created)
     }
@@ -28,24 +29,27 @@ enum Fixture {
     }
 
     /// A token that a watcher thread cancels as soon as `progress` counts its first bytes: the job is then
-    /// cancelled in the middle of its work.
-    static func cancelOnceStarted(_ progress: JobProgress) -> CancellationToken {
+    /// cancelled in the middle of its work. The watcher gives up after `timeout` seconds (a job that fails or ends
+    /// before counting a byte), recording why, instead of spinning for ever.
+    static func cancelOnceStarted(
+        _ progress: JobProgress, timeout: Double = 120, sourceLocation: SourceLocation = #_sourceLocation
+    ) -> CancellationToken {
         let token = CancellationToken()
+        let deadline = Date().addingTimeInterval(timeout)
         let watcher = Thread {
-            while progress.snapshot().bytesDone == 0 { usleep(200) }
+            while progress.snapshot().bytesDone == 0 {
+                guard Date() < deadline else {
+                    Issue.record(
+                        "cancelOnceStarted: the job counted no byte within \(timeout) s; not cancelled",
+                        sourceLocation: sourceLocation)
+                    return
+                }
+                usleep(200)
+            }
             token.cancel()
         }
         watcher.start()
         return token
-    }
-
-    /// A fresh temporary directory, removed with everything in it afterwards.
-    static func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
-        var template = Array("/tmp/asmtd-engine-test-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw EngineError(.io, "mkdtemp failed") }
-        let path = String(cString: made)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        return try body(path)
     }
 
     /// Removes segments with these keys that this process created (restored ones), after a test.
@@ -65,9 +69,7 @@ enum Fixture {
         }
     }
 
-    static func contents(_ segment: LiveSegment) -> [UInt8] {
-        SharedMemory.readPrefix(shmid: segment.shmid, size: segment.size, length: Int(segment.size)) ?? []
-    }
+    static func contents(_ segment: LiveSegment) -> [UInt8] { SharedMemoryReader.contents(segment) }
 
     static func snapshot(_ segments: [LiveSegment]) -> [SegmentKey: [UInt8]] {
         Dictionary(uniqueKeysWithValues: segments.map { ($0.key, contents($0)) })
