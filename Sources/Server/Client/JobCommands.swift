@@ -183,8 +183,12 @@ private func submit(
     try ClientOutput.follow(client, submitted: job, body: response.body, options: follow)
 }
 
-private func namespaceList(_ text: String?) -> [String]? {
-    text.map { $0.split(separator: ",").map(String.init).filter { !$0.isEmpty } }
+/// `--instance` and `--namespace` of the commands that start a job.
+struct JobTargetOptions: ParsableArguments {
+    @Option(help: "Aerospike instance (0..15).") var instance: Int = 0
+    @Option(help: "Namespaces, comma-separated (default: the instance's configured ones).") var namespace: String?
+
+    var namespaces: [String]? { namespace.map { $0.split(separator: ",").map(String.init).filter { !$0.isEmpty } } }
 }
 
 struct JobBackupCommand: ParsableCommand {
@@ -192,8 +196,7 @@ struct JobBackupCommand: ParsableCommand {
         commandName: "backup", abstract: "Start a backup on the service (POST /v1/backup).")
 
     @OptionGroup var client: ClientOptions
-    @Option(help: "Aerospike instance (0..15).") var instance: Int = 0
-    @Option(help: "Namespaces, comma-separated (default: the instance's configured ones).") var namespace: String?
+    @OptionGroup var target: JobTargetOptions
     @Flag(inversion: .prefixedNo, help: "Compress stages (default: the instance's setting).") var compress: Bool?
     @Flag(inversion: .prefixedNo, help: "Verify what was written (default: the instance's setting).") var verify: Bool?
     @Option(help: "I/O and compression threads (0 = one per core).") var threads: Int?
@@ -202,7 +205,7 @@ struct JobBackupCommand: ParsableCommand {
 
     func run() throws {
         let body = SubmissionBody(
-            instance: instance, namespaces: namespaceList(namespace), compress: compress, verify: verify,
+            instance: target.instance, namespaces: target.namespaces, compress: compress, verify: verify,
             threads: threads, dryRun: dryRun ? true : nil)
         try submit("/v1/backup", body, client: client, follow: follow)
     }
@@ -213,8 +216,7 @@ struct JobRestoreCommand: ParsableCommand {
         commandName: "restore", abstract: "Start a restore on the service (POST /v1/restore).")
 
     @OptionGroup var client: ClientOptions
-    @Option(help: "Aerospike instance (0..15).") var instance: Int = 0
-    @Option(help: "Namespaces, comma-separated (default: the instance's configured ones).") var namespace: String?
+    @OptionGroup var target: JobTargetOptions
     @Option(help: "The backup id (default: the newest complete backup holding the namespaces).") var backup: String?
     @Flag(inversion: .prefixedNo, help: "Verify CRC-32s (default: the instance's setting).") var verify: Bool?
     @Option(help: "I/O threads (0 = one per core).") var threads: Int?
@@ -223,7 +225,7 @@ struct JobRestoreCommand: ParsableCommand {
 
     func run() throws {
         let body = SubmissionBody(
-            instance: instance, namespaces: namespaceList(namespace), verify: verify, threads: threads, backup: backup,
+            instance: target.instance, namespaces: target.namespaces, verify: verify, threads: threads, backup: backup,
             dryRun: dryRun ? true : nil)
         try submit("/v1/restore", body, client: client, follow: follow)
     }

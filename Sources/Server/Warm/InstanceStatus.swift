@@ -16,39 +16,23 @@ struct InstanceStatus: Sendable, Encodable {
 
     struct Namespace: Sendable, Encodable {
         var name: String
-        var nsid: Int?
+        @Nullable var nsid: Int? = nil
         var server: ServerState
         var segments: Int
-        var backup: String?
-        var freshness: String?
-        var freshnessSince: String?
-        var freshnessReason: String?
-        var backupAgeSeconds: Double?
+        @Nullable var backup: String? = nil
+        @Nullable var freshness: String? = nil
+        @Nullable var freshnessSince: String? = nil
+        @Nullable var freshnessReason: String? = nil
+        @Nullable var backupAgeSeconds: Double? = nil
         var warmRestartReady: Bool
         var reasons: [String]
-        var estimatedRestoreSeconds: Int?
+        @Nullable var estimatedRestoreSeconds: Int? = nil
 
         enum CodingKeys: String, CodingKey {
             case name, nsid, server, segments, backup, freshness, reasons
             case freshnessSince = "freshness-since", freshnessReason = "freshness-reason"
             case backupAgeSeconds = "backup-age-seconds", warmRestartReady = "warm-restart-ready"
             case estimatedRestoreSeconds = "estimated-restore-seconds"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(nsid, forKey: .nsid)
-            try c.encode(server, forKey: .server)
-            try c.encode(segments, forKey: .segments)
-            try c.encode(backup, forKey: .backup)
-            try c.encode(freshness, forKey: .freshness)
-            try c.encode(freshnessSince, forKey: .freshnessSince)
-            try c.encode(freshnessReason, forKey: .freshnessReason)
-            try c.encode(backupAgeSeconds, forKey: .backupAgeSeconds)
-            try c.encode(warmRestartReady, forKey: .warmRestartReady)
-            try c.encode(reasons, forKey: .reasons)
-            try c.encode(estimatedRestoreSeconds, forKey: .estimatedRestoreSeconds)
         }
     }
 
@@ -81,9 +65,7 @@ struct InstanceStatus: Sendable, Encodable {
             let server = ServerState.of(
                 segments: segments.count, attached: segments.contains { $0.nattch > 0 }, baseClean: base?.value.clean)
             var view = Namespace(
-                name: name, nsid: nsid, server: server, segments: segments.count, backup: nil, freshness: nil,
-                freshnessSince: nil, freshnessReason: nil, backupAgeSeconds: nil, warmRestartReady: false, reasons: [],
-                estimatedRestoreSeconds: nil)
+                name: name, nsid: nsid, server: server, segments: segments.count, warmRestartReady: false, reasons: [])
             var coveringBackup: CoveringBackup?
             if let covering {
                 let freshness = watcher.freshness(of: covering.id, namespace: name)
