@@ -33,7 +33,7 @@ struct ClientOptions: ParsableArguments {
                 throw ClientOutput.fail(
                     ClientError(code: "CONFIG_ERROR", message: "cannot read the token file \(tokenFile)"))
             }
-            token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            token = String(decoding: data, as: UTF8.self).trimmingWhitespace()
             if token?.isEmpty == true {
                 throw ClientOutput.fail(
                     ClientError(code: "CONFIG_ERROR", message: "the token file \(tokenFile) is empty"))
@@ -74,16 +74,9 @@ enum ClientOutput {
         FileHandle.standardOutput.write(Data(body.last == 0x0a ? body : body + [0x0a]))
     }
 
-    /// Seconds since 1970 of an RFC 3339 time as the service writes it (`2026-11-29T17:00:00.123Z`).
-    static func parseTime(_ text: String) -> Double? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.date(from: text)?.timeIntervalSince1970
-    }
-
     static func progressLine(_ job: JobResource, now: Date = Date()) -> String {
         let p = job.progress
-        let eta = p.estimatedEndTime.flatMap(parseTime).map { max(0, $0 - now.timeIntervalSince1970) }
+        let eta = p.estimatedEndTime.flatMap(Time.parseRFC3339).map { max(0, $0 - now.timeIntervalSince1970) }
         return ProgressLine.render(
             label: job.type, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, segmentsDone: p.segmentsDone,
             segmentsTotal: p.segmentsTotal, bytesPerSecond: p.bytesPerSecond, etaSeconds: eta)

@@ -1,5 +1,4 @@
 import Glibc
-import HTTPCore
 
 /// Wall-clock time as Unix seconds, and RFC 3339 formatting (UTC, "Z").
 enum Time {
@@ -16,22 +15,19 @@ enum Time {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    /// "2026-11-22T02:25:00.123Z" (milliseconds, always UTC). Pure.
+    /// "2026-11-22T02:25:00.123Z" (milliseconds, always UTC; the calendar is the C library's). Pure.
     static func rfc3339(_ seconds: Double) -> String {
         let totalMillis = Int64((seconds * 1000).rounded(.down))
-        var days = totalMillis / 86_400_000
-        var millisOfDay = totalMillis % 86_400_000
-        if millisOfDay < 0 {
-            millisOfDay += 86_400_000
-            days -= 1
+        var whole = time_t(totalMillis / 1000)
+        var millis = totalMillis % 1000
+        if millis < 0 {
+            millis += 1000
+            whole -= 1
         }
-        let (year, month, day) = CivilDate.from(days: Int(days))
-        let hour = millisOfDay / 3_600_000
-        let minute = millisOfDay / 60_000 % 60
-        let second = millisOfDay / 1000 % 60
-        let millis = millisOfDay % 1000
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2))"
-            + ".\(pad(millis, 3))Z"
+        var t = tm()
+        gmtime_r(&whole, &t)
+        let date = "\(pad(Int(t.tm_year) + 1900, 4))-\(pad(t.tm_mon + 1, 2))-\(pad(t.tm_mday, 2))"
+        return date + "T\(pad(t.tm_hour, 2)):\(pad(t.tm_min, 2)):\(pad(t.tm_sec, 2)).\(pad(millis, 3))Z"
     }
 
     /// Unix seconds of "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (as `rfc3339` writes it; "+00:00" too), else nil. Pure.
@@ -66,14 +62,10 @@ enum Time {
         }
         let zone = String(decoding: b[index...], as: UTF8.self)
         guard zone == "Z" || zone == "z" || zone == "+00:00" else { return nil }
-        // Days from the civil date (inverse of CivilDate.from).
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        let days = era * 146_097 + dayOfEra - 719_468
-        return Double(days * 86400 + hour * 3600 + minute * 60 + second) + fraction
+        var t = tm()
+        (t.tm_year, t.tm_mon, t.tm_mday) = (Int32(year - 1900), Int32(month - 1), Int32(day))
+        (t.tm_hour, t.tm_min, t.tm_sec) = (Int32(hour), Int32(minute), Int32(second))
+        return Double(timegm(&t)) + fraction
     }
 
     /// "20261122-022500" for ids (UTC). Pure.

@@ -1,4 +1,3 @@
-import Foundation
 import ShmEngine
 
 /// `GET /v1/instances/{instance}`: asd's state, and per configured namespace the newest backup, its freshness,
@@ -76,7 +75,7 @@ struct InstanceStatus: Sendable, Encodable {
                 view.freshness = freshness.name
                 view.freshnessSince = freshness.since.map(Time.rfc3339)
                 view.freshnessReason = freshness.reason
-                if let created = Self.parse(covering.created) {
+                if let created = Time.parseRFC3339(covering.created) {
                     view.backupAgeSeconds = max(0, (now - created).rounded())
                 }
                 view.estimatedRestoreSeconds = WarmReadiness.estimatedRestoreSeconds(
@@ -96,15 +95,6 @@ struct InstanceStatus: Sendable, Encodable {
                 restoreOnStart: instance.auto.restoreOnStart, backupOnStop: instance.auto.backupOnStop,
                 keep: instance.keep),
             namespaces: namespaces)
-    }
-
-    /// Unix seconds of an RFC 3339 time.
-    static func parse(_ text: String) -> Double? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        if let date = formatter.date(from: text) { return date.timeIntervalSince1970 }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.date(from: text)?.timeIntervalSince1970
     }
 
     /// The metrics of issue 9 §2, in Prometheus text.

@@ -90,7 +90,7 @@ struct WarmJobHooks: Sendable {
         guard instance.keep > 0 else { return }
         let candidates = BackupCatalog.list(instance: instance).map { info in
             RetentionPlanner.Candidate(
-                id: info.id, created: jobs.job(info.id)?.created ?? InstanceStatus.parse(info.created) ?? 0,
+                id: info.id, created: jobs.job(info.id)?.created ?? Time.parseRFC3339(info.created) ?? 0,
                 complete: info.complete, inUse: jobs.user(ofBackup: info.id) != nil,
                 freshNamespaces: Set(info.namespaces.filter { watcher.freshness(of: info.id, namespace: $0) == .fresh })
             )
