@@ -18,8 +18,8 @@ struct JobResource: Sendable, Codable {
     }
 
     var id: String
-    var type: String
-    var state: String
+    var type: JobType
+    var state: JobState
     var instance: Int
     var namespaces: [String]
     var request: JobRequest
@@ -37,8 +37,8 @@ struct JobResource: Sendable, Codable {
     /// Builds the view of a record at time `now` (pure).
     init(_ record: JobRecord, now: Double) {
         id = record.id
-        type = record.type.rawValue
-        state = record.state.rawValue
+        type = record.type
+        state = record.state
         instance = record.request.instance
         namespaces = record.request.namespaces
         request = record.request

@@ -78,7 +78,7 @@ enum ClientOutput {
         let p = job.progress
         let eta = p.estimatedEndTime.flatMap(Time.parseRFC3339).map { max(0, $0 - now.timeIntervalSince1970) }
         return ProgressLine.render(
-            label: job.type, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, segmentsDone: p.segmentsDone,
+            label: job.type.rawValue, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, segmentsDone: p.segmentsDone,
             segmentsTotal: p.segmentsTotal, bytesPerSecond: p.bytesPerSecond, etaSeconds: eta)
     }
 
@@ -104,17 +104,17 @@ enum ClientOutput {
         let final: (job: JobResource, body: [UInt8])
         do {
             final = try client.waitForEnd(submitted.id, often: display.enabled) { job in
-                if job.state == "running" && job.progress.bytesTotal > 0 { display.show(progressLine(job)) }
+                if job.state == .running && job.progress.bytesTotal > 0 { display.show(progressLine(job)) }
             }
         } catch {
             display.finish()
             throw fail(error)
         }
         display.finish()
-        if options.json { printBody(final.body) } else if final.job.state == "success" { print(summary(final.job)) }
+        if options.json { printBody(final.body) } else if final.job.state == .success { print(summary(final.job)) }
         let status = final.job.exitStatus
         if status != .success {
-            let code = final.job.error?.code ?? final.job.state.uppercased()
+            let code = final.job.error?.code ?? final.job.state.rawValue.uppercased()
             let message = final.job.error?.message ?? ""
             FileHandle.standardError.write(
                 Data("asmtd: error: job \(final.job.id) \(final.job.state): \(code): \(message)\n".utf8))
@@ -252,7 +252,8 @@ struct JobListCommand: ParsableCommand {
             let total = job.progress.bytesTotal
             let percent = total > 0 ? "\(job.progress.bytesDone * 100 / total)%" : "-"
             rows.append([
-                job.id, job.type, job.state, "\(job.instance)", job.namespaces.joined(separator: ","), job.created,
+                job.id, job.type.rawValue, job.state.rawValue, "\(job.instance)", job.namespaces.joined(separator: ","),
+                job.created,
                 percent,
                 job.error?.code ?? "",
             ])
@@ -317,7 +318,7 @@ struct JobCancelCommand: ParsableCommand {
         let final = try ClientOutput.orExit { () throws(ClientError) in try client.waitForEnd(id, often: false) { _ in }
         }
         if json { ClientOutput.printBody(final.body) } else { print(ClientOutput.summary(final.job)) }
-        if final.job.state != "canceled" && final.job.exitStatus != .success {
+        if final.job.state != .canceled && final.job.exitStatus != .success {
             throw ExitCode(final.job.exitStatus.rawValue)
         }
     }
