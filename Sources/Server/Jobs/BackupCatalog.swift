@@ -22,7 +22,7 @@ struct BackupInfo: Sendable, Encodable {
     @Nullable var host: String? = nil
     var error: String? = nil
     @Nullable var usedBy: String? = nil
-    /// Complete backups: fresh, stale or unknown (issue 9), and the evidence behind it (null without any).
+    /// Complete backups: fresh, stale or unknown, and the evidence behind it (null without any).
     @Nullable var freshness: String? = nil
     @Nullable var evidence: EvidenceView? = nil
 

@@ -19,7 +19,7 @@ final class JobQueue: Sendable {
     let runner: JobRunner
     let engine: any JobEngine
     let logger: Logger
-    /// Freshness, evidence, space and retention (issue 9); nil runs the queue without them.
+    /// Freshness, evidence, space and retention (the warm-reboot hooks); nil runs the queue without them.
     let warm: WarmJobHooks?
 
     init(

@@ -1,7 +1,7 @@
 import Logging
 import ShmEngine
 
-/// The automatic mode under systemd (issue 9 §3): the restore before READY and the backup at stop, each through
+/// The automatic mode under systemd: the restore before READY and the backup at stop, each through
 /// the ordinary job queue (same checks, records and clean-up as an API job).
 struct AutoMode: Sendable {
     let config: Config

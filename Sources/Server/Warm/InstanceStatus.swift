@@ -1,7 +1,7 @@
 import ShmEngine
 
 /// `GET /v1/instances/{instance}`: asd's state, and per configured namespace the newest backup, its freshness,
-/// whether a reboot now would come back warm and why not (issue 9 §2).
+/// whether a reboot now would come back warm and why not.
 struct InstanceStatus: Sendable, Encodable {
     struct Auto: Sendable, Encodable {
         var restoreOnStart: Bool
@@ -97,7 +97,7 @@ struct InstanceStatus: Sendable, Encodable {
             namespaces: namespaces)
     }
 
-    /// The metrics of issue 9 §2, in Prometheus text.
+    /// The warm-reboot metrics, in Prometheus text.
     static func metrics(_ statuses: [InstanceStatus]) -> String {
         var out = Exposition()
         out.family(

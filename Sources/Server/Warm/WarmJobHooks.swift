@@ -1,7 +1,7 @@
 import Logging
 import ShmEngine
 
-/// What the job queue asks of, and tells, the warm-reboot machinery (issue 9): the watcher's looks around asmtd's
+/// What the job queue asks of, and tells, the warm-reboot machinery: the watcher's looks around asmtd's
 /// own attaches, backup evidence, the stale-backup refusal, the free-space check and `keep`.
 struct WarmJobHooks: Sendable {
     let watcher: Watcher
