@@ -6,10 +6,7 @@ extension API {
 
     func listBackups(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
         var instances = config.instances
-        if let text = request.query("instance") {
-            guard let n = Int(text), (0...15).contains(n) else {
-                throw APIError(.invalidQuery, "instance must be an integer in 0..15")
-            }
+        if let n = try Self.instanceQuery(request) {
             guard let instance = config.instance(n) else {
                 throw APIError(.unknownInstance, "instance \(n) is not configured")
             }

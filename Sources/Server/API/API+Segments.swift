@@ -4,14 +4,7 @@ import ShmEngine
 /// GET /v1/segments.
 extension API {
     func listSegments(_ request: HTTPRequest) async throws(APIError) -> HTTPResponse {
-        var instance: Int?
-        if let text = request.query("instance") {
-            guard let n = Int(text), (0...15).contains(n) else {
-                throw APIError(.invalidQuery, "instance must be an integer in 0..15")
-            }
-            instance = n
-        }
-        let filter = instance
+        let filter = try Self.instanceQuery(request)
         // The listing attaches bases and data stages to read their names: the watcher looks before and after.
         let watched = config.instances.map(\.instance).filter { filter == nil || $0 == filter }
         let watcher = watcher

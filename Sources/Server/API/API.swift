@@ -76,6 +76,15 @@ struct API: Sendable {
         return type.trimmingWhitespace().lowercased() == "application/json"
     }
 
+    /// `?instance=N` of the listings: nil when absent, 400 unless 0..15.
+    static func instanceQuery(_ request: HTTPRequest) throws(APIError) -> Int? {
+        guard let text = request.query("instance") else { return nil }
+        guard let n = Int(text), (0...15).contains(n) else {
+            throw APIError(.invalidQuery, "instance must be an integer in 0..15")
+        }
+        return n
+    }
+
     /// Constant-time comparison of "Bearer <token>".
     static func bearerMatches(_ header: String, token: String) -> Bool {
         let prefix = "Bearer "
