@@ -1,6 +1,7 @@
 import Glibc
 
-/// Wall-clock time as Unix seconds, and RFC 3339 formatting (UTC, "Z").
+/// Wall-clock time as Unix seconds, and RFC 3339 formatting (UTC, "Z"). The calendar is the C library's
+/// (`gmtime_r`, `timegm`).
 enum Time {
     static func now() -> Double {
         var ts = timespec()
@@ -15,19 +16,17 @@ enum Time {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    /// "2026-11-22T02:25:00.123Z" (milliseconds, always UTC; the calendar is the C library's). Pure.
+    /// "2026-11-22T02:25:00.123Z" (milliseconds, always UTC). Pure.
     static func rfc3339(_ seconds: Double) -> String {
         let totalMillis = Int64((seconds * 1000).rounded(.down))
-        var whole = time_t(totalMillis / 1000)
-        var millis = totalMillis % 1000
-        if millis < 0 {
-            millis += 1000
-            whole -= 1
-        }
-        var t = tm()
-        gmtime_r(&whole, &t)
-        let date = "\(pad(Int(t.tm_year) + 1900, 4))-\(pad(t.tm_mon + 1, 2))-\(pad(t.tm_mday, 2))"
-        return date + "T\(pad(t.tm_hour, 2)):\(pad(t.tm_min, 2)):\(pad(t.tm_sec, 2)).\(pad(millis, 3))Z"
+        let millis = (totalMillis % 1000 + 1000) % 1000
+        var wholeSeconds = time_t((totalMillis - millis) / 1000)
+        var fields = tm()
+        gmtime_r(&wholeSeconds, &fields)
+        let (year, month, day) = (Int(fields.tm_year) + 1900, Int(fields.tm_mon) + 1, Int(fields.tm_mday))
+        let (hour, minute, second) = (Int(fields.tm_hour), Int(fields.tm_min), Int(fields.tm_sec))
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2))"
+            + ".\(pad(millis, 3))Z"
     }
 
     /// Unix seconds of "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (as `rfc3339` writes it; "+00:00" too), else nil. Pure.
@@ -62,10 +61,14 @@ enum Time {
         }
         let zone = String(decoding: b[index...], as: UTF8.self)
         guard zone == "Z" || zone == "z" || zone == "+00:00" else { return nil }
-        var t = tm()
-        (t.tm_year, t.tm_mon, t.tm_mday) = (Int32(year - 1900), Int32(month - 1), Int32(day))
-        (t.tm_hour, t.tm_min, t.tm_sec) = (Int32(hour), Int32(minute), Int32(second))
-        return Double(timegm(&t)) + fraction
+        var fields = tm()
+        fields.tm_year = Int32(year - 1900)
+        fields.tm_mon = Int32(month - 1)
+        fields.tm_mday = Int32(day)
+        fields.tm_hour = Int32(hour)
+        fields.tm_min = Int32(minute)
+        fields.tm_sec = Int32(second)
+        return Double(timegm(&fields)) + fraction
     }
 
     /// "20261122-022500" for ids (UTC). Pure.
