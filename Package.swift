@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
 let package = Package(
@@ -79,3 +79,10 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: ["Server", "HTTP1", "HTTPCore", "ShmEngine", "TestSupport"]),
     ]
 )
+
+// Our own targets build free of warnings: any warning of theirs is an error. (Warning settings never apply to
+// the targets of dependencies, whose warnings stay warnings.)
+for target in package.targets where target.type != .system && target.type != .plugin {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error)]
+    target.cSettings = (target.cSettings ?? []) + [.treatAllWarnings(as: .error)]
+}

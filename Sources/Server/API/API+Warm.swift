@@ -1,7 +1,7 @@
 import HTTP1
 import ShmEngine
 
-/// Routes of issue 9: instance status, and the freshness and evidence of backups.
+/// The warm-reboot routes: instance status, and the freshness and evidence of backups.
 extension API {
     struct InstanceList: Encodable, Sendable { var instances: [InstanceStatus] }
 
@@ -47,7 +47,7 @@ extension API {
         return Double(last.progress.bytesDone) / (finished - started)
     }
 
-    /// The metrics of issue 9 appended to /metrics.
+    /// The warm-reboot metrics appended to /metrics.
     func warmMetrics() async -> String {
         InstanceStatus.metrics(await statuses(config.instances))
     }
@@ -63,49 +63,5 @@ extension API {
             info.freshness = "unknown"
         }
         return info
-    }
-}
-
-/// What asmtd recorded at the end of a backup and concluded since, per namespace.
-struct EvidenceView: Sendable, Encodable {
-    struct Segment: Sendable, Encodable {
-        var key: String
-        var shmid: Int32
-        var nattch: Int
-        var cpid: Int32
-        var lpid: Int32
-        var atime: Int64
-        var dtime: Int64
-        var ctime: Int64
-    }
-
-    struct Namespace: Sendable, Encodable {
-        var name: String
-        var nsid: Int
-        var freshness: String
-        var since: String?
-        var reason: String?
-        var segments: [Segment]
-    }
-
-    var bootID: String
-    var observed: String
-    var namespaces: [Namespace]
-
-    enum CodingKeys: String, CodingKey { case bootID = "boot-id", observed, namespaces }
-
-    init(_ tracks: BackupTracks) {
-        bootID = tracks.bootID
-        observed = Time.rfc3339(tracks.observed)
-        namespaces = tracks.namespaces.map { ns in
-            Namespace(
-                name: ns.name, nsid: ns.nsid, freshness: ns.freshness.name, since: ns.freshness.since.map(Time.rfc3339),
-                reason: ns.freshness.reason,
-                segments: ns.evidence.map {
-                    Segment(
-                        key: $0.key.hex, shmid: $0.shmid, nattch: $0.nattch, cpid: $0.cpid, lpid: $0.lpid,
-                        atime: $0.atime, dtime: $0.dtime, ctime: $0.ctime)
-                })
-        }
     }
 }

@@ -78,61 +78,53 @@ struct JSONParser {
     }
 
     private mutating func object() throws(Failure) -> JSONValue {
-        try nest()
-        index += 1
         var fields: [String: JSONValue] = [:]
-        skipWhitespace()
-        if current == UInt8(ascii: "}") {
-            index += 1
-            depth -= 1
-            return .object(fields)
-        }
-        while true {
-            skipWhitespace()
-            if current == UInt8(ascii: "}") { throw failure("trailing comma before '}'") }
-            let keyOffset = index
-            guard current == UInt8(ascii: "\"") else {
-                throw failure("expected a key in double quotes, found \(describe(current))")
+        try members(closedBy: "}") { (parser) throws(Failure) in
+            let keyOffset = parser.index
+            guard parser.current == UInt8(ascii: "\"") else {
+                throw parser.failure("expected a key in double quotes, found \(parser.describe(parser.current))")
             }
-            let key = try string()
-            if fields[key] != nil { throw failure("duplicate key \"\(key)\"", at: keyOffset) }
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"), "':' after the key \"\(key)\"")
-            skipWhitespace()
-            fields[key] = try value()
-            skipWhitespace()
-            if current == UInt8(ascii: ",") {
-                index += 1
-                continue
-            }
-            try expect(UInt8(ascii: "}"), "',' or '}'")
-            depth -= 1
-            return .object(fields)
+            let key = try parser.string()
+            if fields[key] != nil { throw parser.failure("duplicate key \"\(key)\"", at: keyOffset) }
+            parser.skipWhitespace()
+            try parser.expect(UInt8(ascii: ":"), "':' after the key \"\(key)\"")
+            parser.skipWhitespace()
+            fields[key] = try parser.value()
         }
+        return .object(fields)
     }
 
     private mutating func array() throws(Failure) -> JSONValue {
+        var items: [JSONValue] = []
+        try members(closedBy: "]") { (parser) throws(Failure) in items.append(try parser.value()) }
+        return .array(items)
+    }
+
+    /// The members of an object or array, from its opening bracket to `close`: none, or `member`s separated by
+    /// commas (no trailing comma), each read by `member` from its first byte.
+    private mutating func members(
+        closedBy close: Unicode.Scalar, _ member: (inout JSONParser) throws(Failure) -> Void
+    ) throws(Failure) {
         try nest()
         index += 1
-        var items: [JSONValue] = []
         skipWhitespace()
-        if current == UInt8(ascii: "]") {
+        if current == UInt8(ascii: close) {
             index += 1
             depth -= 1
-            return .array(items)
+            return
         }
         while true {
             skipWhitespace()
-            if current == UInt8(ascii: "]") { throw failure("trailing comma before ']'") }
-            items.append(try value())
+            if current == UInt8(ascii: close) { throw failure("trailing comma before '\(close)'") }
+            try member(&self)
             skipWhitespace()
             if current == UInt8(ascii: ",") {
                 index += 1
                 continue
             }
-            try expect(UInt8(ascii: "]"), "',' or ']'")
+            try expect(UInt8(ascii: close), "',' or '\(close)'")
             depth -= 1
-            return .array(items)
+            return
         }
     }
 

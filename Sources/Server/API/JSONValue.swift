@@ -64,6 +64,13 @@ struct JSONObjectReader {
         return n
     }
 
+    func requiredInt(_ name: String, _ range: ClosedRange<Int>) throws(APIError) -> Int {
+        guard let n = try int(name, range) else {
+            throw APIError(.invalidField, "field \"\(name)\" is required (\(range.lowerBound)..\(range.upperBound))")
+        }
+        return n
+    }
+
     func bool(_ name: String) throws(APIError) -> Bool? {
         guard let value = fields[name], value != .null else { return nil }
         guard case .bool(let b) = value else {
@@ -108,9 +115,7 @@ struct BackupSubmission: Sendable, Equatable {
     static func decode(_ body: [UInt8]) throws(APIError) -> BackupSubmission {
         let known = ["instance", "namespaces", "compress", "verify", "threads", "dry-run"]
         let reader = try JSONObjectReader(try JSONValue.parse(body), known: known)
-        guard let instance = try reader.int("instance", 0...15) else {
-            throw APIError(.invalidField, "field \"instance\" is required (0..15)")
-        }
+        let instance = try reader.requiredInt("instance", 0...15)
         return BackupSubmission(
             instance: instance, namespaces: try checkedNamespaces(reader.strings("namespaces")),
             compress: try reader.bool("compress"), verify: try reader.bool("verify"),
@@ -132,9 +137,7 @@ struct RestoreSubmission: Sendable, Equatable {
     static func decode(_ body: [UInt8]) throws(APIError) -> RestoreSubmission {
         let known = ["instance", "namespaces", "backup", "verify", "threads", "dry-run", "force"]
         let reader = try JSONObjectReader(try JSONValue.parse(body), known: known)
-        guard let instance = try reader.int("instance", 0...15) else {
-            throw APIError(.invalidField, "field \"instance\" is required (0..15)")
-        }
+        let instance = try reader.requiredInt("instance", 0...15)
         let backup = try reader.string("backup")
         if let backup, !Paths.isSafeName(backup) {
             throw APIError(.invalidField, "field \"backup\" is not a backup id")

@@ -7,88 +7,41 @@ struct JobResource: Sendable, Codable {
         var segmentsDone: Int
         var percentageDone: Int
         var bytesPerSecond: Double
-        var estimatedEndTime: String?
+        /// The end, once known (the finish time of a finished job).
+        @Nullable var estimatedEndTime: String?
 
         enum CodingKeys: String, CodingKey {
             case bytesTotal = "bytes-total", bytesDone = "bytes-done", segmentsTotal = "segments-total"
             case segmentsDone = "segments-done", percentageDone = "percentage-done"
             case bytesPerSecond = "bytes-per-second", estimatedEndTime = "estimated-end-time"
         }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(bytesTotal, forKey: .bytesTotal)
-            try c.encode(bytesDone, forKey: .bytesDone)
-            try c.encode(segmentsTotal, forKey: .segmentsTotal)
-            try c.encode(segmentsDone, forKey: .segmentsDone)
-            try c.encode(percentageDone, forKey: .percentageDone)
-            try c.encode(bytesPerSecond, forKey: .bytesPerSecond)
-            try c.encode(estimatedEndTime, forKey: .estimatedEndTime)  // null until known
-        }
-    }
-
-    struct Request: Sendable, Codable {
-        var instance: Int
-        var namespaces: [String]
-        var compress: Bool?
-        var verify: Bool
-        var threads: Int
-        var force: Bool?
     }
 
     var id: String
-    var type: String
-    var state: String
+    var type: JobType
+    var state: JobState
     var instance: Int
     var namespaces: [String]
-    var request: Request
+    var request: JobRequest
     var backup: String
     var path: String
     var created: String
-    var started: String?
-    var finished: String?
+    @Nullable var started: String?
+    @Nullable var finished: String?
     var progress: Progress
     var segments: [SegmentRecord]
     var error: JobErrorRecord?
     var warnings: [String]?
     var links: [String: String]
 
-    enum CodingKeys: String, CodingKey {
-        case id, type, state, instance, namespaces, request, backup, path, created, started, finished, progress
-        case segments, error, warnings, links
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(type, forKey: .type)
-        try c.encode(state, forKey: .state)
-        try c.encode(instance, forKey: .instance)
-        try c.encode(namespaces, forKey: .namespaces)
-        try c.encode(request, forKey: .request)
-        try c.encode(backup, forKey: .backup)
-        try c.encode(path, forKey: .path)
-        try c.encode(created, forKey: .created)
-        try c.encode(started, forKey: .started)
-        try c.encode(finished, forKey: .finished)
-        try c.encode(progress, forKey: .progress)
-        try c.encode(segments, forKey: .segments)
-        try c.encodeIfPresent(error, forKey: .error)
-        try c.encodeIfPresent(warnings, forKey: .warnings)
-        try c.encode(links, forKey: .links)
-    }
-
     /// Builds the view of a record at time `now` (pure).
     init(_ record: JobRecord, now: Double) {
         id = record.id
-        type = record.type.rawValue
-        state = record.state.rawValue
+        type = record.type
+        state = record.state
         instance = record.request.instance
         namespaces = record.request.namespaces
-        request = Request(
-            instance: record.request.instance, namespaces: record.request.namespaces,
-            compress: record.request.compress, verify: record.request.verify, threads: record.request.threads,
-            force: record.request.force)
+        request = record.request
         backup = record.backup
         path = record.path
         created = Time.rfc3339(record.created)

@@ -50,19 +50,15 @@ struct AnalyzeCommand: AsyncParsableCommand {
                         threads: options.threads)
                     let plan = try Engine.planRestore(request)
                     EngineCLI.warn(plan.warnings)
-                    let view = API.PlanView(
-                        type: "restore", instance: plan.instance, path: plan.directory, namespaces: plan.namespaces,
-                        segments: plan.segments, totalBytes: plan.totalBytes)
-                    return (plan.instance, plan.directory, plan.segments, plan.totalBytes, JSONOutput.encode(view))
+                    let view = JSONOutput.encode(PlanView(restore: plan))
+                    return (plan.instance, plan.directory, plan.segments, plan.totalBytes, view)
                 }
                 let request = BackupRequest(
                     instance: options.instance, namespaces: options.namespaces, directory: options.path,
                     compress: compress, threads: options.threads)
                 let plan = try Engine.planBackup(request)
-                let view = API.PlanView(
-                    type: "backup", instance: plan.instance, path: plan.directory, namespaces: plan.namespaces,
-                    segments: plan.segments, totalBytes: plan.totalBytes)
-                return (plan.instance, plan.directory, plan.segments, plan.totalBytes, JSONOutput.encode(view))
+                let view = JSONOutput.encode(PlanView(backup: plan))
+                return (plan.instance, plan.directory, plan.segments, plan.totalBytes, view)
             }
         } catch {
             throw EngineCLI.fail(error)
@@ -224,7 +220,7 @@ struct SegmentsCommand: AsyncParsableCommand {
             throw EngineCLI.fail(error)
         }
         if json {
-            JSONOutput.write(API.SegmentList(segments: segments.sorted { $0.key < $1.key }.map(API.SegmentView.init)))
+            JSONOutput.write(SegmentList(segments: segments.sorted { $0.key < $1.key }.map(SegmentView.init)))
             return
         }
         var rows = [["KEY", "SHMID", "KIND", "NAMESPACE", "SIZE", "ATTACHED", "OWNER", "MODE", "STATE"]]

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The progress line of a running job on stderr, the same for the local commands and `asmtd job`:
 /// `backup  45.2% 1.2 GiB / 2.6 GiB, 3/8 segments, 850 MB/s, ETA 0:02`.
@@ -34,12 +35,11 @@ enum ProgressLine {
 
 /// Where the progress line goes: rewritten in place on a terminal; with `--progress` and stderr not a
 /// terminal (a log, a pipe), one plain line every few seconds.
-final class ProgressDisplay: @unchecked Sendable {
+final class ProgressDisplay: Sendable {
     let terminal: Bool
     let enabled: Bool
-    private let lock = NSLock()
-    private var lastPlain = Date.distantPast
-    private var shown = false
+    /// When the last plain line was written, and whether a terminal line is shown: one writer at a time.
+    private let state = Mutex((lastPlain: Date.distantPast, shown: false))
 
     init(force: Bool) {
         terminal = isatty(STDERR_FILENO) == 1
@@ -51,22 +51,22 @@ final class ProgressDisplay: @unchecked Sendable {
 
     func show(_ line: String) {
         guard enabled else { return }
-        lock.withLock {
+        state.withLock { state in
             if terminal {
                 FileHandle.standardError.write(Data("\r\(line)\u{1B}[K".utf8))
-                shown = true
-            } else if Date().timeIntervalSince(lastPlain) >= interval - 0.05 {
+                state.shown = true
+            } else if Date().timeIntervalSince(state.lastPlain) >= interval - 0.05 {
                 FileHandle.standardError.write(Data((line + "\n").utf8))
-                lastPlain = Date()
+                state.lastPlain = Date()
             }
         }
     }
 
     /// Clears the line on a terminal before the result is printed.
     func finish() {
-        lock.withLock {
-            if terminal && shown { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-            shown = false
+        state.withLock { state in
+            if terminal && state.shown { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            state.shown = false
         }
     }
 }

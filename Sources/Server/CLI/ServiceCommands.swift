@@ -3,17 +3,23 @@ import Dispatch
 import Foundation
 import Logging
 
-/// EX_CONFIG from sysexits.h: systemd's RestartPreventExitStatus=78 stops a restart loop on a bad config.
-let exitConfigError: Int32 = SysExit.config.rawValue
+/// `-c/--config` of the commands that read the configuration.
+struct ConfigFileOption: ParsableArguments {
+    @Option(name: [.short, .long], help: "The YAML configuration file.")
+    var config: String
 
-/// Loads the config or prints every error (one line each) and exits 78.
-func loadConfigOrExit(_ path: String) throws -> Config {
-    switch ConfigLoader.load(path: path) {
-    case .success(let config):
-        return config
-    case .failure(let errors):
-        for error in errors.errors { FileHandle.standardError.write(Data("asmtd: config error: \(error)\n".utf8)) }
-        throw ExitCode(exitConfigError)
+    /// Loads the config or prints every error (one line each) and exits 78 (EX_CONFIG: systemd's
+    /// RestartPreventExitStatus=78 stops a restart loop on a bad config).
+    func load() throws -> Config {
+        switch ConfigLoader.load(path: config) {
+        case .success(let loaded):
+            return loaded
+        case .failure(let errors):
+            for error in errors.errors {
+                FileHandle.standardError.write(Data("asmtd: config error: \(error)\n".utf8))
+            }
+            throw ExitCode(SysExit.config.rawValue)
+        }
     }
 }
 
@@ -22,11 +28,10 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run the REST service (the default command).")
 
-    @Option(name: [.short, .long], help: "The YAML configuration file.")
-    var config: String
+    @OptionGroup var configFile: ConfigFileOption
 
     func run() async throws {
-        let loaded = try loadConfigOrExit(config)
+        let loaded = try configFile.load()
         let json = loaded.service.logFormat == .json
         let level = loaded.service.logLevel.loggerLevel
         LoggingSystem.bootstrap { label in ServiceLogHandler(label: label, level: level, json: json) }
@@ -81,11 +86,10 @@ struct ValidateCommand: AsyncParsableCommand {
         commandName: "validate",
         abstract: "Check a configuration file and exit: 0 when valid, 78 with every error otherwise.")
 
-    @Option(name: [.short, .long], help: "The YAML configuration file.")
-    var config: String
+    @OptionGroup var configFile: ConfigFileOption
 
     func run() async throws {
-        let loaded = try loadConfigOrExit(config)
+        let loaded = try configFile.load()
         let instances = loaded.instances.map { "\($0.instance) (\($0.namespaces.joined(separator: ",")))" }
         print("\(loaded.file): valid; instances \(instances.joined(separator: ", "))")
     }

@@ -23,8 +23,7 @@ struct ClientResponse: Sendable, Equatable {
         var headers: [String: String] = [:]
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { return nil }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
-                in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingWhitespace()
         }
         let rest = Array(bytes[(end + 4)...])
         if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
@@ -48,7 +47,7 @@ struct ClientResponse: Sendable, Equatable {
                 })
             else { return nil }
             let sizeText = String(decoding: bytes[index..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
+            guard let size = Int(sizeText.trimmingWhitespace(), radix: 16), size >= 0 else {
                 return nil
             }
             index = lineEnd + 2

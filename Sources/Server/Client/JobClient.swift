@@ -2,13 +2,13 @@ import Foundation
 
 /// The client reads the job object with the very type the API writes it with.
 extension JobResource {
-    var isFinished: Bool { JobState(rawValue: state)?.isFinished ?? false }
+    var isFinished: Bool { state.isFinished }
 
     /// The exit status a finished job stands for: 0 success, 130 canceled, else its error code's.
     var exitStatus: SysExit {
         switch state {
-        case "success": .success
-        case "canceled": .canceled
+        case .success: .success
+        case .canceled: .canceled
         default: SysExit.of(code: error?.code ?? "FAILURE", message: error?.message ?? "")
         }
     }

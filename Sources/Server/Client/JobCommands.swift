@@ -33,7 +33,7 @@ struct ClientOptions: ParsableArguments {
                 throw ClientOutput.fail(
                     ClientError(code: "CONFIG_ERROR", message: "cannot read the token file \(tokenFile)"))
             }
-            token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            token = String(decoding: data, as: UTF8.self).trimmingWhitespace()
             if token?.isEmpty == true {
                 throw ClientOutput.fail(
                     ClientError(code: "CONFIG_ERROR", message: "the token file \(tokenFile) is empty"))
@@ -74,18 +74,11 @@ enum ClientOutput {
         FileHandle.standardOutput.write(Data(body.last == 0x0a ? body : body + [0x0a]))
     }
 
-    /// Seconds since 1970 of an RFC 3339 time as the service writes it (`2026-11-29T17:00:00.123Z`).
-    static func parseTime(_ text: String) -> Double? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.date(from: text)?.timeIntervalSince1970
-    }
-
     static func progressLine(_ job: JobResource, now: Date = Date()) -> String {
         let p = job.progress
-        let eta = p.estimatedEndTime.flatMap(parseTime).map { max(0, $0 - now.timeIntervalSince1970) }
+        let eta = p.estimatedEndTime.flatMap(Time.parseRFC3339).map { max(0, $0 - now.timeIntervalSince1970) }
         return ProgressLine.render(
-            label: job.type, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, segmentsDone: p.segmentsDone,
+            label: job.type.rawValue, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, segmentsDone: p.segmentsDone,
             segmentsTotal: p.segmentsTotal, bytesPerSecond: p.bytesPerSecond, etaSeconds: eta)
     }
 
@@ -111,17 +104,17 @@ enum ClientOutput {
         let final: (job: JobResource, body: [UInt8])
         do {
             final = try client.waitForEnd(submitted.id, often: display.enabled) { job in
-                if job.state == "running" && job.progress.bytesTotal > 0 { display.show(progressLine(job)) }
+                if job.state == .running && job.progress.bytesTotal > 0 { display.show(progressLine(job)) }
             }
         } catch {
             display.finish()
             throw fail(error)
         }
         display.finish()
-        if options.json { printBody(final.body) } else if final.job.state == "success" { print(summary(final.job)) }
+        if options.json { printBody(final.body) } else if final.job.state == .success { print(summary(final.job)) }
         let status = final.job.exitStatus
         if status != .success {
-            let code = final.job.error?.code ?? final.job.state.uppercased()
+            let code = final.job.error?.code ?? final.job.state.rawValue.uppercased()
             let message = final.job.error?.message ?? ""
             FileHandle.standardError.write(
                 Data("asmtd: error: job \(final.job.id) \(final.job.state): \(code): \(message)\n".utf8))
@@ -183,8 +176,12 @@ private func submit(
     try ClientOutput.follow(client, submitted: job, body: response.body, options: follow)
 }
 
-private func namespaceList(_ text: String?) -> [String]? {
-    text.map { $0.split(separator: ",").map(String.init).filter { !$0.isEmpty } }
+/// `--instance` and `--namespace` of the commands that start a job.
+struct JobTargetOptions: ParsableArguments {
+    @Option(help: "Aerospike instance (0..15).") var instance: Int = 0
+    @Option(help: "Namespaces, comma-separated (default: the instance's configured ones).") var namespace: String?
+
+    var namespaces: [String]? { namespace.map { $0.split(separator: ",").map(String.init).filter { !$0.isEmpty } } }
 }
 
 struct JobBackupCommand: ParsableCommand {
@@ -192,8 +189,7 @@ struct JobBackupCommand: ParsableCommand {
         commandName: "backup", abstract: "Start a backup on the service (POST /v1/backup).")
 
     @OptionGroup var client: ClientOptions
-    @Option(help: "Aerospike instance (0..15).") var instance: Int = 0
-    @Option(help: "Namespaces, comma-separated (default: the instance's configured ones).") var namespace: String?
+    @OptionGroup var target: JobTargetOptions
     @Flag(inversion: .prefixedNo, help: "Compress stages (default: the instance's setting).") var compress: Bool?
     @Flag(inversion: .prefixedNo, help: "Verify what was written (default: the instance's setting).") var verify: Bool?
     @Option(help: "I/O and compression threads (0 = one per core).") var threads: Int?
@@ -202,7 +198,7 @@ struct JobBackupCommand: ParsableCommand {
 
     func run() throws {
         let body = SubmissionBody(
-            instance: instance, namespaces: namespaceList(namespace), compress: compress, verify: verify,
+            instance: target.instance, namespaces: target.namespaces, compress: compress, verify: verify,
             threads: threads, dryRun: dryRun ? true : nil)
         try submit("/v1/backup", body, client: client, follow: follow)
     }
@@ -213,8 +209,7 @@ struct JobRestoreCommand: ParsableCommand {
         commandName: "restore", abstract: "Start a restore on the service (POST /v1/restore).")
 
     @OptionGroup var client: ClientOptions
-    @Option(help: "Aerospike instance (0..15).") var instance: Int = 0
-    @Option(help: "Namespaces, comma-separated (default: the instance's configured ones).") var namespace: String?
+    @OptionGroup var target: JobTargetOptions
     @Option(help: "The backup id (default: the newest complete backup holding the namespaces).") var backup: String?
     @Flag(inversion: .prefixedNo, help: "Verify CRC-32s (default: the instance's setting).") var verify: Bool?
     @Option(help: "I/O threads (0 = one per core).") var threads: Int?
@@ -223,7 +218,7 @@ struct JobRestoreCommand: ParsableCommand {
 
     func run() throws {
         let body = SubmissionBody(
-            instance: instance, namespaces: namespaceList(namespace), verify: verify, threads: threads, backup: backup,
+            instance: target.instance, namespaces: target.namespaces, verify: verify, threads: threads, backup: backup,
             dryRun: dryRun ? true : nil)
         try submit("/v1/restore", body, client: client, follow: follow)
     }
@@ -257,7 +252,8 @@ struct JobListCommand: ParsableCommand {
             let total = job.progress.bytesTotal
             let percent = total > 0 ? "\(job.progress.bytesDone * 100 / total)%" : "-"
             rows.append([
-                job.id, job.type, job.state, "\(job.instance)", job.namespaces.joined(separator: ","), job.created,
+                job.id, job.type.rawValue, job.state.rawValue, "\(job.instance)", job.namespaces.joined(separator: ","),
+                job.created,
                 percent,
                 job.error?.code ?? "",
             ])
@@ -322,7 +318,7 @@ struct JobCancelCommand: ParsableCommand {
         let final = try ClientOutput.orExit { () throws(ClientError) in try client.waitForEnd(id, often: false) { _ in }
         }
         if json { ClientOutput.printBody(final.body) } else { print(ClientOutput.summary(final.job)) }
-        if final.job.state != "canceled" && final.job.exitStatus != .success {
+        if final.job.state != .canceled && final.job.exitStatus != .success {
             throw ExitCode(final.job.exitStatus.rawValue)
         }
     }

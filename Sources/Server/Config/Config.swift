@@ -22,7 +22,7 @@ struct InstanceConfig: Sendable, Equatable {
     var auto = AutoSettings()
 }
 
-/// `instances[].auto`: the automatic mode under systemd (issue 9 §3).
+/// `instances[].auto`: the automatic mode under systemd (README, "Warm reboots without a human").
 struct AutoSettings: Sendable, Equatable {
     /// At start, before READY: restore a fresh backup when no segment of the namespaces exists.
     var restoreOnStart = false

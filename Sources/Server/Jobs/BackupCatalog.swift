@@ -18,37 +18,17 @@ struct BackupInfo: Sendable, Encodable {
     var bytes: UInt64
     var fileBytes: UInt64
     var compressed: Bool
-    var toolVersion: String?
-    var host: String?
-    var error: String?
-    var usedBy: String?
-    /// Complete backups: fresh, stale or unknown (issue 9), and the evidence behind it (null without any).
-    var freshness: String?
-    var evidence: EvidenceView?
+    @Nullable var toolVersion: String? = nil
+    @Nullable var host: String? = nil
+    var error: String? = nil
+    @Nullable var usedBy: String? = nil
+    /// Complete backups: fresh, stale or unknown, and the evidence behind it (null without any).
+    @Nullable var freshness: String? = nil
+    @Nullable var evidence: EvidenceView? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, instance, path, state, created, namespaces, segments, bytes, compressed, host, error
         case fileBytes = "file-bytes", toolVersion = "tool-version", usedBy = "used-by", freshness, evidence
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(instance, forKey: .instance)
-        try c.encode(path, forKey: .path)
-        try c.encode(state, forKey: .state)
-        try c.encode(created, forKey: .created)
-        try c.encode(namespaces, forKey: .namespaces)
-        try c.encode(segments, forKey: .segments)
-        try c.encode(bytes, forKey: .bytes)
-        try c.encode(fileBytes, forKey: .fileBytes)
-        try c.encode(compressed, forKey: .compressed)
-        try c.encode(toolVersion, forKey: .toolVersion)
-        try c.encode(host, forKey: .host)
-        try c.encodeIfPresent(error, forKey: .error)
-        try c.encode(usedBy, forKey: .usedBy)
-        try c.encode(freshness, forKey: .freshness)
-        try c.encode(evidence, forKey: .evidence)
     }
 }
 
@@ -67,8 +47,7 @@ enum BackupCatalog {
         let files = FileSystem.sizeOfFiles(in: path)
         var info = BackupInfo(
             id: id, instance: instance.instance, path: path, state: .incomplete, created: "", namespaces: [],
-            segments: 0, bytes: 0, fileBytes: files.bytes, compressed: false, toolVersion: nil, host: nil, error: nil,
-            usedBy: nil)
+            segments: 0, bytes: 0, fileBytes: files.bytes, compressed: false)
         do {
             if let manifest = try BackupManifest.load(directory: path) {
                 info.state = .complete

@@ -19,7 +19,7 @@ final class JobQueue: Sendable {
     let runner: JobRunner
     let engine: any JobEngine
     let logger: Logger
-    /// Freshness, evidence, space and retention (issue 9); nil runs the queue without them.
+    /// Freshness, evidence, space and retention (the warm-reboot hooks); nil runs the queue without them.
     let warm: WarmJobHooks?
 
     init(
@@ -69,27 +69,48 @@ final class JobQueue: Sendable {
 
     // MARK: submissions
 
-    /// Takes the instance's host-wide lock for a job that reserved the instance (CLI jobs take the same one).
-    private func holdInstance(_ instance: Int, job: String) throws(APIError) {
+    /// What a submission holds until its job is accepted: the checked instance and namespaces, and the instance
+    /// reserved for the new job id with its host-wide lock held (CLI jobs take the same lock).
+    struct Reservation {
+        let job: String
+        let instance: InstanceConfig
+        let namespaces: [String]
+        /// The job is accepted: its runner releases the instance when it ends.
+        private(set) var committed = false
+
+        mutating func commit() { committed = true }
+    }
+
+    private func reserve(_ number: Int, _ requested: [String]?) throws(APIError) -> Reservation {
+        let instance = try instanceConfig(number)
+        let namespaces = try checkNamespaces(requested, instance)
+        let job = JobID.make(now: Time.now())
+        try registry.reserve(instance: instance.instance, job: job)
+        let reservation = Reservation(job: job, instance: instance, namespaces: namespaces)
         do throws(EngineError) {
-            if let lock = try engine.lockInstance(instance, runtimeDirectory: config.service.runtimeDir, job: job) {
-                registry.hold(lock, instance: instance, job: job)
+            if let lock = try engine.lockInstance(
+                instance.instance, runtimeDirectory: config.service.runtimeDir, job: job)
+            {
+                registry.hold(lock, instance: instance.instance, job: job)
             }
         } catch {
+            release(reservation)
             throw APIError(error)
         }
+        return reservation
+    }
+
+    /// Gives the instance back unless the job was accepted.
+    private func release(_ reservation: Reservation) {
+        if !reservation.committed { registry.release(instance: reservation.instance.instance, job: reservation.job) }
     }
 
     func submitBackup(_ submission: BackupSubmission) async throws(APIError) -> Submission {
-        let instance = try instanceConfig(submission.instance)
-        let namespaces = try checkNamespaces(submission.namespaces, instance)
-        let id = JobID.make(now: Time.now())
-        try registry.reserve(instance: instance.instance, job: id)
-        var keep = false
-        defer { if !keep { registry.release(instance: instance.instance, job: id) } }
-        try holdInstance(instance.instance, job: id)
+        var reservation = try reserve(submission.instance, submission.namespaces)
+        defer { release(reservation) }
+        let (id, instance, namespaces) = (reservation.job, reservation.instance, reservation.namespaces)
         warm?.willAttach(instance.instance)
-        defer { if !keep { warm?.didDetach(instance.instance) } }
+        defer { if !reservation.committed { warm?.didDetach(instance.instance) } }
         let directory = Paths.join(instance.backupPath, id)
         let request = BackupRequest(
             instance: instance.instance, namespaces: namespaces, directory: directory,
@@ -107,7 +128,7 @@ final class JobQueue: Sendable {
                 verify: request.verify, threads: request.threads),
             backup: id, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
         try accept(record)
-        keep = true
+        reservation.commit()
         let warm = self.warm
         runner.start(record) { progress, token throws(EngineError) in
             try engine.backup(plan, request: request, progress: progress, cancellation: token)
@@ -117,13 +138,9 @@ final class JobQueue: Sendable {
     }
 
     func submitRestore(_ submission: RestoreSubmission) async throws(APIError) -> Submission {
-        let instance = try instanceConfig(submission.instance)
-        let namespaces = try checkNamespaces(submission.namespaces, instance)
-        let id = JobID.make(now: Time.now())
-        try registry.reserve(instance: instance.instance, job: id)
-        var keep = false
-        defer { if !keep { registry.release(instance: instance.instance, job: id) } }
-        try holdInstance(instance.instance, job: id)
+        var reservation = try reserve(submission.instance, submission.namespaces)
+        defer { release(reservation) }
+        let (id, instance, namespaces) = (reservation.job, reservation.instance, reservation.namespaces)
         let registry = self.registry
         let backup = try BackupSelection.choose(submission.backup, instance: instance, namespaces: namespaces) {
             backup in
@@ -132,10 +149,10 @@ final class JobQueue: Sendable {
         }
         let warnings = try warm?.checkRestore(backup: backup, namespaces: namespaces, force: submission.force) ?? []
         warm?.willAttach(instance.instance)
-        defer { if !keep { warm?.didDetach(instance.instance) } }
+        defer { if !reservation.committed { warm?.didDetach(instance.instance) } }
         // Held from now on, so that a DELETE cannot remove it between the plan and the run.
         try registry.reserveBackup(backup, for: id)
-        defer { if !keep { registry.releaseBackup(backup, for: id) } }
+        defer { if !reservation.committed { registry.releaseBackup(backup, for: id) } }
         let directory = Paths.join(instance.backupPath, backup)
         let request = RestoreRequest(
             instance: instance.instance, namespaces: namespaces, directory: directory,
@@ -153,7 +170,7 @@ final class JobQueue: Sendable {
             backup: backup, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
         record.warnings = warnings.isEmpty ? nil : warnings
         try accept(record)
-        keep = true
+        reservation.commit()
         var tracked = request
         let runner = self.runner
         // The segments exist and none is written yet: their record must be on disk before the restore goes on,

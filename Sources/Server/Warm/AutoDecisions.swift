@@ -1,4 +1,4 @@
-/// The automatic mode's two decisions (issue 9 §3), as pure functions of what asmtd observed.
+/// The automatic mode's two decisions, as pure functions of what asmtd observed.
 enum AutoDecisions {
     /// One namespace as the decisions see it.
     struct NamespaceView: Sendable, Equatable {

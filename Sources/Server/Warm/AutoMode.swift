@@ -1,7 +1,7 @@
 import Logging
 import ShmEngine
 
-/// The automatic mode under systemd (issue 9 §3): the restore before READY and the backup at stop, each through
+/// The automatic mode under systemd: the restore before READY and the backup at stop, each through
 /// the ordinary job queue (same checks, records and clean-up as an API job).
 struct AutoMode: Sendable {
     let config: Config
@@ -133,7 +133,7 @@ struct AutoMode: Sendable {
     // MARK: waiting
 
     /// Waits for a job, telling systemd it is making progress (EXTEND_TIMEOUT_USEC, STATUS=) every 5 s; cancels it
-    /// after `limit` seconds (its clean-up runs).
+    /// after `limit` seconds (its clean-up runs) and waits for its end.
     private func wait(_ id: String, limit: Double?, what: String) async -> JobRecord? {
         let begin = Time.monotonic()
         var lastNotice = -10.0
@@ -151,7 +151,13 @@ struct AutoMode: Sendable {
                 let percent = p.bytesTotal > 0 ? Int(Double(p.bytesDone) * 100 / Double(p.bytesTotal)) : 0
                 notify.send([("EXTEND_TIMEOUT_USEC", "30000000"), ("STATUS", "\(what): \(percent)%")])
             }
-            try? await Task.sleep(for: .milliseconds(50))
+            // Woken by the job's end, else at the next notice or at the limit.
+            var wake = lastNotice + 5 - elapsed
+            if let limit, !canceled { wake = min(wake, limit - elapsed) }
+            let jobs = jobs
+            _ = await jobs.completions.wait(for: id, timeout: .milliseconds(max(10, Int(wake * 1000)))) {
+                jobs.job(id)?.state.isFinished ?? true
+            }
         }
         return jobs.job(id)
     }

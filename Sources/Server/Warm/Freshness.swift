@@ -111,7 +111,7 @@ struct NamespaceTrack: Sendable, Equatable, Codable {
     var observed: Double
 }
 
-/// The freshness rules of issue 9 §1, as pure functions: a track starts from the evidence recorded at the end of a
+/// The freshness rules (README, "Warm reboots without a human"), as pure functions: a track starts from the evidence recorded at the end of a
 /// backup and is folded over every later observation.
 enum FreshnessRules {
     /// How long after asmtd's clean stop a new boot may begin for the segments to count as gone with that reboot

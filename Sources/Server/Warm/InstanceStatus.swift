@@ -1,8 +1,7 @@
-import Foundation
 import ShmEngine
 
 /// `GET /v1/instances/{instance}`: asd's state, and per configured namespace the newest backup, its freshness,
-/// whether a reboot now would come back warm and why not (issue 9 §2).
+/// whether a reboot now would come back warm and why not.
 struct InstanceStatus: Sendable, Encodable {
     struct Auto: Sendable, Encodable {
         var restoreOnStart: Bool
@@ -16,39 +15,23 @@ struct InstanceStatus: Sendable, Encodable {
 
     struct Namespace: Sendable, Encodable {
         var name: String
-        var nsid: Int?
+        @Nullable var nsid: Int? = nil
         var server: ServerState
         var segments: Int
-        var backup: String?
-        var freshness: String?
-        var freshnessSince: String?
-        var freshnessReason: String?
-        var backupAgeSeconds: Double?
+        @Nullable var backup: String? = nil
+        @Nullable var freshness: String? = nil
+        @Nullable var freshnessSince: String? = nil
+        @Nullable var freshnessReason: String? = nil
+        @Nullable var backupAgeSeconds: Double? = nil
         var warmRestartReady: Bool
         var reasons: [String]
-        var estimatedRestoreSeconds: Int?
+        @Nullable var estimatedRestoreSeconds: Int? = nil
 
         enum CodingKeys: String, CodingKey {
             case name, nsid, server, segments, backup, freshness, reasons
             case freshnessSince = "freshness-since", freshnessReason = "freshness-reason"
             case backupAgeSeconds = "backup-age-seconds", warmRestartReady = "warm-restart-ready"
             case estimatedRestoreSeconds = "estimated-restore-seconds"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(nsid, forKey: .nsid)
-            try c.encode(server, forKey: .server)
-            try c.encode(segments, forKey: .segments)
-            try c.encode(backup, forKey: .backup)
-            try c.encode(freshness, forKey: .freshness)
-            try c.encode(freshnessSince, forKey: .freshnessSince)
-            try c.encode(freshnessReason, forKey: .freshnessReason)
-            try c.encode(backupAgeSeconds, forKey: .backupAgeSeconds)
-            try c.encode(warmRestartReady, forKey: .warmRestartReady)
-            try c.encode(reasons, forKey: .reasons)
-            try c.encode(estimatedRestoreSeconds, forKey: .estimatedRestoreSeconds)
         }
     }
 
@@ -81,9 +64,7 @@ struct InstanceStatus: Sendable, Encodable {
             let server = ServerState.of(
                 segments: segments.count, attached: segments.contains { $0.nattch > 0 }, baseClean: base?.value.clean)
             var view = Namespace(
-                name: name, nsid: nsid, server: server, segments: segments.count, backup: nil, freshness: nil,
-                freshnessSince: nil, freshnessReason: nil, backupAgeSeconds: nil, warmRestartReady: false, reasons: [],
-                estimatedRestoreSeconds: nil)
+                name: name, nsid: nsid, server: server, segments: segments.count, warmRestartReady: false, reasons: [])
             var coveringBackup: CoveringBackup?
             if let covering {
                 let freshness = watcher.freshness(of: covering.id, namespace: name)
@@ -94,7 +75,7 @@ struct InstanceStatus: Sendable, Encodable {
                 view.freshness = freshness.name
                 view.freshnessSince = freshness.since.map(Time.rfc3339)
                 view.freshnessReason = freshness.reason
-                if let created = Self.parse(covering.created) {
+                if let created = Time.parseRFC3339(covering.created) {
                     view.backupAgeSeconds = max(0, (now - created).rounded())
                 }
                 view.estimatedRestoreSeconds = WarmReadiness.estimatedRestoreSeconds(
@@ -116,16 +97,7 @@ struct InstanceStatus: Sendable, Encodable {
             namespaces: namespaces)
     }
 
-    /// Unix seconds of an RFC 3339 time.
-    static func parse(_ text: String) -> Double? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        if let date = formatter.date(from: text) { return date.timeIntervalSince1970 }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.date(from: text)?.timeIntervalSince1970
-    }
-
-    /// The metrics of issue 9 §2, in Prometheus text.
+    /// The warm-reboot metrics, in Prometheus text.
     static func metrics(_ statuses: [InstanceStatus]) -> String {
         var out = Exposition()
         out.family(

@@ -1,7 +1,7 @@
 import Glibc
 import ShmEngine
 
-/// Free space in a backup path against the bytes a backup will write (issue 9 §3).
+/// Free space in a backup path against the bytes a backup will write.
 enum SpaceCheck {
     /// Bytes a backup will write (pure): plain files hold the segment bytes; compressed ones at most `ratio` of
     /// them (measured on an earlier compressed backup of the instance, or 1.0 when none was); base and meta are

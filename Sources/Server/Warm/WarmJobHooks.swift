@@ -1,7 +1,7 @@
 import Logging
 import ShmEngine
 
-/// What the job queue asks of, and tells, the warm-reboot machinery (issue 9): the watcher's looks around asmtd's
+/// What the job queue asks of, and tells, the warm-reboot machinery: the watcher's looks around asmtd's
 /// own attaches, backup evidence, the stale-backup refusal, the free-space check and `keep`.
 struct WarmJobHooks: Sendable {
     let watcher: Watcher
@@ -90,7 +90,7 @@ struct WarmJobHooks: Sendable {
         guard instance.keep > 0 else { return }
         let candidates = BackupCatalog.list(instance: instance).map { info in
             RetentionPlanner.Candidate(
-                id: info.id, created: jobs.job(info.id)?.created ?? InstanceStatus.parse(info.created) ?? 0,
+                id: info.id, created: jobs.job(info.id)?.created ?? Time.parseRFC3339(info.created) ?? 0,
                 complete: info.complete, inUse: jobs.user(ofBackup: info.id) != nil,
                 freshNamespaces: Set(info.namespaces.filter { watcher.freshness(of: info.id, namespace: $0) == .fresh })
             )

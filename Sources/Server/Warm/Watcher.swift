@@ -6,7 +6,7 @@ import Synchronization
 
 /// Watches the configured instances' segments through the kernel's table (never attaching them) every
 /// `service.watch-interval`, at start and stop, and before and after asmtd's own attaching operations, and keeps
-/// each backup's freshness (issue 9 §1) in the state dir.
+/// each backup's freshness in the state dir.
 final class Watcher: Sendable {
     private struct State {
         var tracks: [String: BackupTracks] = [:]
