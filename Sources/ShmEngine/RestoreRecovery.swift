@@ -185,13 +185,3 @@ struct RecordedSegment: Equatable {
         return crc
     }
 }
-
-extension SegmentKey {
-    /// From "0x%08x" (as `CreatedSegment` records it).
-    init?(hex: String) {
-        guard hex.hasPrefix("0x"), hex.utf8.count == 10, let value = UInt32(hex.dropFirst(2), radix: 16) else {
-            return nil
-        }
-        self.init(rawValue: value)
-    }
-}

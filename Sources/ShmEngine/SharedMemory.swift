@@ -12,7 +12,8 @@ struct Attachment: @unchecked Sendable {
     var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: size) }
 }
 
-/// The System V shared-memory calls the engine makes, over Glibc, and the listing of segments (`SegmentListing`).
+/// The System V shared-memory calls the engine makes, over Glibc. The walk of the kernel's table that lists segments
+/// (`segments`, `scan`) is in SegmentListing.swift.
 public enum SharedMemory {
     /// The attach count of a segment, ignoring brief attachments. A segment listing (this process's or another
     /// asmtd's) attaches base and data segments for microseconds to read their names, while a server stays
