@@ -13,7 +13,9 @@ import Glibc
 /// * the handles (`fd`, `attachment`, `segmentFD`) are set under `lock` by the worker that opens the file, and every
 ///   worker goes through that (taking `lock`) before it uses them; the worker that completes the last chunk releases
 ///   them, when no other worker uses them any more;
-/// * the chunk bookkeeping (`remaining`, `chunkCRC`, and what the subclasses say) changes under `lock`.
+/// * the chunk bookkeeping (`remaining`, `chunkCRC`, and what the subclasses say) changes under `lock`;
+/// * a field that one worker alone sets without `lock` (a restored base's `commitWord`, its `trace`) is read by the
+///   runner only after the workers have joined.
 class SegmentFileState: @unchecked Sendable {
     let index: Int
     let segment: PlannedSegment

@@ -4,34 +4,22 @@ import Glibc
 /// `shmat` sets `atime` and `lpid`, `shmdt` sets `dtime` and `lpid`, `IPC_SET` sets `ctime`. Pids are as this
 /// process's PID namespace sees them; times are Unix seconds.
 struct SegmentStatus: Sendable {
-    var shmid: Int32
-    var key: UInt32
-    var size: UInt64
-    var nattch: UInt64
-    var uid: UInt32
-    var gid: UInt32
-    /// Permission bits plus the kernel's flag bits (callers keep `& 0o777`).
-    var mode: UInt32
-    var cpid: Int32
-    var ctime: Int64
-    var lpid: Int32
-    var atime: Int64
-    var dtime: Int64
+    let shmid: Int32
+    /// The kernel's record, as `shmctl` filled it.
+    let record: shmid_ds
 
-    init(shmid: Int32, _ ds: shmid_ds) {
-        self.shmid = shmid
-        key = UInt32(bitPattern: ds.shm_perm.__key)
-        size = UInt64(ds.shm_segsz)
-        nattch = UInt64(ds.shm_nattch)
-        uid = ds.shm_perm.uid
-        gid = ds.shm_perm.gid
-        mode = UInt32(ds.shm_perm.mode)
-        cpid = ds.shm_cpid
-        ctime = Int64(ds.shm_ctime)
-        lpid = ds.shm_lpid
-        atime = Int64(ds.shm_atime)
-        dtime = Int64(ds.shm_dtime)
-    }
+    var key: UInt32 { UInt32(bitPattern: record.shm_perm.__key) }
+    var size: UInt64 { UInt64(record.shm_segsz) }
+    var nattch: UInt64 { UInt64(record.shm_nattch) }
+    var uid: UInt32 { record.shm_perm.uid }
+    var gid: UInt32 { record.shm_perm.gid }
+    /// Permission bits plus the kernel's flag bits (callers keep `& 0o777`).
+    var mode: UInt32 { UInt32(record.shm_perm.mode) }
+    var cpid: Int32 { record.shm_cpid }
+    var ctime: Int64 { Int64(record.shm_ctime) }
+    var lpid: Int32 { record.shm_lpid }
+    var atime: Int64 { Int64(record.shm_atime) }
+    var dtime: Int64 { Int64(record.shm_dtime) }
 
     /// What the last attach or detach left.
     var trace: SegmentTrace { SegmentTrace(lpid: lpid, atime: atime, dtime: dtime) }

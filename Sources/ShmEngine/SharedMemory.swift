@@ -41,7 +41,7 @@ public enum SharedMemory {
     /// IPC_STAT: nil when the segment is gone (or not readable).
     static func stat(shmid: Int32) -> SegmentStatus? {
         var ds = shmid_ds()
-        return shmctl(shmid, IPC_STAT, &ds) == 0 ? SegmentStatus(shmid: shmid, ds) : nil
+        return shmctl(shmid, IPC_STAT, &ds) == 0 ? SegmentStatus(shmid: shmid, record: ds) : nil
     }
 
     /// The highest used index of the kernel's segment table (SHM_INFO), -1 with errno.
@@ -56,7 +56,7 @@ public enum SharedMemory {
     static func stat(index: Int32) -> SegmentStatus? {
         var ds = shmid_ds()
         let shmid = shmctl(index, SHM_STAT, &ds)
-        return shmid >= 0 ? SegmentStatus(shmid: shmid, ds) : nil
+        return shmid >= 0 ? SegmentStatus(shmid: shmid, record: ds) : nil
     }
 
     /// shmid of an existing key, nil when it does not exist.
