@@ -1,3 +1,4 @@
+/// Why an engine call failed: a code (the service maps it to an HTTP status) and one line naming the segment or file.
 public struct EngineError: Error, Sendable, CustomStringConvertible, Equatable {
     public enum Code: String, Sendable, Codable {
         /// Bad instance, no namespaces, bad threads.

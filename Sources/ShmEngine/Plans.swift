@@ -1,3 +1,4 @@
+/// A namespace a plan covers.
 public struct PlannedNamespace: Sendable, Codable, Equatable {
     public var name: String
     public var nsid: Int
@@ -8,6 +9,7 @@ public struct PlannedNamespace: Sendable, Codable, Equatable {
     }
 }
 
+/// One segment a plan copies, with its file.
 public struct PlannedSegment: Sendable, Codable {
     public var key: SegmentKey
     public var kind: SegmentKind
@@ -28,6 +30,7 @@ public struct PlannedSegment: Sendable, Codable {
     public var chunks: DeflateChunks? = nil
 }
 
+/// What a backup will copy, as `Engine.planBackup` found it (the pre-flight).
 public struct BackupPlan: Sendable, Codable {
     public var instance: Int
     public var directory: String
@@ -36,6 +39,7 @@ public struct BackupPlan: Sendable, Codable {
     public var totalBytes: UInt64
 }
 
+/// What a restore will create, as `Engine.planRestore` found it (the pre-flight).
 public struct RestorePlan: Sendable, Codable {
     public var instance: Int
     public var directory: String
