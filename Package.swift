@@ -28,6 +28,8 @@ let package = Package(
             name: "CISAL",
             linkerSettings: [.linkedLibrary("dl")]
         ),
+        // renameat2(RENAME_NOREPLACE), which Swift's Glibc module does not export (the shm calls are Swift over Glibc).
+        .target(name: "CRenameNoReplace"),
 
         // epoll, eventfd and accept4, which Swift's Glibc module does not export.
         .target(name: "CSyscalls"),
@@ -42,7 +44,7 @@ let package = Package(
         // System V shared memory, segment and file formats, backup and restore. Knows nothing of HTTP.
         .target(
             name: "ShmEngine",
-            dependencies: ["CZlib", "CISAL"]
+            dependencies: ["CZlib", "CISAL", "CRenameNoReplace"]
         ),
 
         // The asmtd executable: config, job queue, routes, metrics, local CLI.

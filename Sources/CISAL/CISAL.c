@@ -1,21 +1,8 @@
-#define _GNU_SOURCE
 #include "CISAL.h"
 
 #include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/ipc.h>
-#include <sys/mman.h>
-#include <sys/shm.h>
-#include <unistd.h>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 #if __has_include(<isa-l.h>)
 #include <isa-l.h>
@@ -196,85 +183,3 @@ int cisal_inflate(cisal_inflater *i, const uint8_t *in, uint32_t in_len, uint8_t
 }
 
 #endif
-
-/* ---- System V shared memory ---- */
-
-static void fill_info(int shmid, const struct shmid_ds *ds, cisal_shm_info *out) {
-    out->shmid = shmid;
-    out->key = (uint32_t)ds->shm_perm.__key;
-    out->size = (uint64_t)ds->shm_segsz;
-    out->nattch = (uint64_t)ds->shm_nattch;
-    out->uid = (uint32_t)ds->shm_perm.uid;
-    out->gid = (uint32_t)ds->shm_perm.gid;
-    out->mode = (uint32_t)ds->shm_perm.mode;
-    out->cuid = (uint32_t)ds->shm_perm.cuid;
-    out->cgid = (uint32_t)ds->shm_perm.cgid;
-    out->cpid = (int32_t)ds->shm_cpid;
-    out->ctime = (int64_t)ds->shm_ctime;
-    out->lpid = (int32_t)ds->shm_lpid;
-    out->atime = (int64_t)ds->shm_atime;
-    out->dtime = (int64_t)ds->shm_dtime;
-}
-
-int cisal_shm_max_index(void) {
-    struct shm_info info;
-    memset(&info, 0, sizeof(info));
-    return shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
-}
-
-int cisal_shm_stat_index(int index, cisal_shm_info *out) {
-    struct shmid_ds ds;
-    memset(&ds, 0, sizeof(ds));
-    int id = shmctl(index, SHM_STAT, &ds);
-    if (id < 0) return -1;
-    fill_info(id, &ds, out);
-    return id;
-}
-
-int cisal_shm_stat_id(int shmid, cisal_shm_info *out) {
-    struct shmid_ds ds;
-    memset(&ds, 0, sizeof(ds));
-    if (shmctl(shmid, IPC_STAT, &ds) < 0) return -1;
-    fill_info(shmid, &ds, out);
-    return 0;
-}
-
-int cisal_shm_set(int shmid, uint32_t uid, uint32_t gid, uint32_t mode) {
-    struct shmid_ds ds;
-    memset(&ds, 0, sizeof(ds));
-    if (shmctl(shmid, IPC_STAT, &ds) < 0) return -1;
-    ds.shm_perm.uid = uid;
-    ds.shm_perm.gid = gid;
-    ds.shm_perm.mode = (unsigned short)(mode & 0777);
-    return shmctl(shmid, IPC_SET, &ds);
-}
-
-int cisal_shm_remove(int shmid) { return shmctl(shmid, IPC_RMID, NULL); }
-
-int cisal_shm_get(uint32_t key, uint64_t size, int flags) { return shmget((key_t)key, (size_t)size, flags); }
-
-void *cisal_shm_attach(int shmid, int readonly) {
-    void *p = shmat(shmid, NULL, readonly ? SHM_RDONLY : 0);
-    if (p == (void *)-1) return NULL;
-    return p;
-}
-
-int cisal_shm_detach(const void *addr) { return shmdt(addr); }
-
-void cisal_prefault_write(void *addr, uint64_t len) {
-    if (len == 0) return;
-    long page = sysconf(_SC_PAGESIZE);
-    if (page <= 0) page = 4096;
-    uintptr_t start = (uintptr_t)addr & ~((uintptr_t)page - 1);
-    uintptr_t end = (uintptr_t)addr + len;
-    if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0) return;
-    volatile uint8_t *p = (volatile uint8_t *)addr;
-    for (uint64_t off = 0; off < len; off += (uint64_t)page) p[off] = p[off];
-}
-
-int cisal_ipc_creat(void) { return IPC_CREAT; }
-int cisal_ipc_excl(void) { return IPC_EXCL; }
-
-int cisal_rename_noreplace(const char *from, const char *to) {
-    return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
-}

@@ -1,4 +1,4 @@
-import CISAL
+import CRenameNoReplace
 import Glibc
 
 /// Makes a finished backup visible, in this order: the manifest written under its pending name and synced, the
@@ -61,7 +61,7 @@ final class BackupPublisher {
 
     /// rename that refuses to replace an existing file (where the file system supports it).
     static func renameNew(_ from: String, to: String) throws(EngineError) {
-        if cisal_rename_noreplace(from, to) == 0 { return }
+        if crename_noreplace(from, to) == 0 { return }
         var code = errno
         if code == EINVAL || code == ENOSYS {
             if rename(from, to) == 0 { return }

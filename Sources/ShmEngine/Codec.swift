@@ -32,51 +32,6 @@ protocol StreamInflater: AnyObject {
         throws(EngineError) -> InflateStep
 }
 
-extension StreamInflater {
-    /// Inflates one chunk of a stream flushed at chunk boundaries (each chunk decodes on its own). `room` gives
-    /// space for the bytes from `produced` on (used up to the chunk's `length`), `take` gets each step's bytes.
-    /// Returns their CRC-32 when `packed` yields exactly `length` bytes, is used up, and ends the stream exactly
-    /// when `last`; nil otherwise.
-    func inflateChunk(
-        _ packed: UnsafeRawBufferPointer, length: Int, last: Bool,
-        room: (_ produced: Int) -> UnsafeMutableRawBufferPointer,
-        take: (_ bytes: UnsafeRawBufferPointer, _ produced: Int) throws(EngineError) -> Void
-    ) throws(EngineError) -> UInt32? {
-        reset()
-        var consumed = 0
-        var produced = 0
-        var crc: UInt32 = 0
-        var finished = false
-        var held: [UInt8] = []
-        // Past the chunk's bytes, a small space uses up the flush marker; any byte more is too many.
-        var scratch = [UInt8](repeating: 0, count: 64)
-        while !finished {
-            let available = UnsafeRawBufferPointer(rebasing: packed[consumed...])
-            let step: InflateStep
-            if produced < length {
-                let target = UnsafeMutableRawBufferPointer(rebasing: room(produced).prefix(length - produced))
-                step = try inflate(available, into: target)
-                let bytes = UnsafeRawBufferPointer(start: target.baseAddress, count: step.produced)
-                try take(bytes, produced)
-                crc = CRC32.update(crc, bytes)
-            } else {
-                let extra: Result<InflateStep, EngineError> = scratch.withUnsafeMutableBytes { raw in
-                    Result { () throws(EngineError) in try inflate(available, into: raw) }
-                }
-                step = try extra.get()
-                if step.produced > 0 { return nil }
-            }
-            consumed += step.consumed
-            produced += step.produced
-            finished = step.finished
-            held = step.held
-            if step.consumed == 0 && step.produced == 0 { break }
-        }
-        guard produced == length, consumed == packed.count, held.isEmpty, finished == last else { return nil }
-        return crc
-    }
-}
-
 /// The codec seam: ISA-L when it can be loaded, zlib otherwise.
 enum Codec {
     static var usesISAL: Bool { cisal_available() != 0 }
@@ -95,43 +50,6 @@ enum Codec {
 
     /// Largest output a piece of `inputSize` bytes can need (stored blocks plus flush markers).
     static func deflateBound(_ inputSize: Int) -> Int { inputSize + inputSize / 8 + 64 * 1024 }
-}
-
-/// CRC-32 (gzip polynomial) over 64-bit lengths.
-enum CRC32 {
-    static let piece = 1 << 30
-
-    static func update(_ crc: UInt32, _ buffer: UnsafeRawBufferPointer) -> UInt32 {
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return crc }
-        let bytes = base.assumingMemoryBound(to: UInt8.self)
-        if Codec.usesISAL { return cisal_crc32(crc, bytes, UInt64(buffer.count)) }
-        var value = UInt(crc)
-        var offset = 0
-        while offset < buffer.count {
-            let length = min(piece, buffer.count - offset)
-            value = crc32(value, bytes + offset, UInt32(length))
-            offset += length
-        }
-        return UInt32(truncatingIfNeeded: value)
-    }
-
-    static func checksum(_ bytes: [UInt8]) -> UInt32 {
-        bytes.withUnsafeBytes { update(0, $0) }
-    }
-
-    /// CRC of consecutive chunks of `chunkSize` bytes (the last one shorter) that make `totalLength` bytes.
-    static func combine(_ chunks: [UInt32], chunkSize: Int, totalLength: UInt64) -> UInt32 {
-        var crc: UInt32 = 0
-        for (index, chunk) in chunks.enumerated() {
-            crc = combine(crc, chunk, secondLength: min(UInt64(chunkSize), totalLength - UInt64(index * chunkSize)))
-        }
-        return crc
-    }
-
-    /// CRC of A followed by B, from crc(A), crc(B) and the length of B.
-    static func combine(_ first: UInt32, _ second: UInt32, secondLength: UInt64) -> UInt32 {
-        UInt32(truncatingIfNeeded: crc32_combine(UInt(first), UInt(second), Int(secondLength)))
-    }
 }
 
 final class ISALDeflater: PieceDeflater {

@@ -8,22 +8,16 @@ enum FileIO {
     /// writes of 2 to 256 MiB (measured on the 2-core machines the benchmarks run on).
     static let maxWrite = 1 << 20
 
+    /// Writes all of `buffer` at `offset`, in pieces of at most `maxWrite` bytes.
     static func writeAll(
         _ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: UInt64, file: String
     )
         throws(EngineError)
     {
-        var done = 0
-        while done < buffer.count {
-            let length = min(maxWrite, buffer.count - done)
-            let written = pwrite(fd, buffer.baseAddress! + done, length, off_t(offset) + off_t(done))
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw EngineError(.io, "cannot write \(file): \(errnoText())")
-            }
-            if written == 0 { throw EngineError(.io, "cannot write \(file): no progress") }
-            done += written
+        let done = try inPieces(buffer.count, of: maxWrite, file: file, action: "write") { done, length in
+            pwrite(fd, buffer.baseAddress! + done, length, off_t(offset) + off_t(done))
         }
+        if done < buffer.count { throw EngineError(.io, "cannot write \(file): no progress") }
     }
 
     /// Reads until `buffer` is full or end of file; returns the byte count.
@@ -32,16 +26,25 @@ enum FileIO {
     )
         throws(EngineError) -> Int
     {
+        try inPieces(buffer.count, of: maxCall, file: file, action: "read") { done, length in
+            pread(fd, buffer.baseAddress! + done, length, off_t(offset) + off_t(done))
+        }
+    }
+
+    /// Calls `call(done, length)` with pieces of at most `piece` bytes until `count` bytes are done or a call
+    /// transfers nothing (end of file); retries EINTR. Returns the bytes done.
+    private static func inPieces(
+        _ count: Int, of piece: Int, file: String, action: String, _ call: (_ done: Int, _ length: Int) -> Int
+    ) throws(EngineError) -> Int {
         var done = 0
-        while done < buffer.count {
-            let length = min(maxCall, buffer.count - done)
-            let got = pread(fd, buffer.baseAddress! + done, length, off_t(offset) + off_t(done))
-            if got < 0 {
+        while done < count {
+            let moved = call(done, min(piece, count - done))
+            if moved < 0 {
                 if errno == EINTR { continue }
-                throw EngineError(.io, "cannot read \(file): \(errnoText())")
+                throw EngineError(.io, "cannot \(action) \(file): \(errnoText())")
             }
-            if got == 0 { break }
-            done += got
+            if moved == 0 { break }
+            done += moved
         }
         return done
     }

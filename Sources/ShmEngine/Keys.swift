@@ -57,31 +57,20 @@ public struct SegmentKey: Hashable, Comparable, Sendable, Codable, CustomStringC
     public init(kind: SegmentKind, instance: Int, nsid: Int, stage: Int = 0) {
         precondition((0...15).contains(instance), "instance out of range")
         precondition((1...32).contains(nsid), "nsid out of range")
-        let type: UInt32
-        let low: UInt32
         switch kind {
-        case .base:
-            type = Self.primaryType
-            low = 0
-        case .treex:
-            type = Self.primaryType
-            low = 1
-        case .primaryStage:
-            precondition((0..<Self.maxStages).contains(stage), "stage out of range")
-            type = Self.primaryType
-            low = 0x100 + UInt32(stage)
-        case .meta:
-            type = Self.secondaryType
-            low = 0
-        case .secondaryStage:
-            precondition((0..<Self.maxStages).contains(stage), "stage out of range")
-            type = Self.secondaryType
-            low = 0x100 + UInt32(stage)
-        case .dataStage:
-            precondition((0..<Self.maxDataStages).contains(stage), "data stage out of range")
-            type = Self.dataType
-            low = UInt32(stage)
+        case .base, .treex, .meta: break
+        case .primaryStage, .secondaryStage: precondition((0..<Self.maxStages).contains(stage), "stage out of range")
+        case .dataStage: precondition((0..<Self.maxDataStages).contains(stage), "data stage out of range")
         }
+        let (type, low): (UInt32, UInt32) =
+            switch kind {
+            case .base: (Self.primaryType, 0)
+            case .treex: (Self.primaryType, 1)
+            case .primaryStage: (Self.primaryType, 0x100 + UInt32(stage))
+            case .meta: (Self.secondaryType, 0)
+            case .secondaryStage: (Self.secondaryType, 0x100 + UInt32(stage))
+            case .dataStage: (Self.dataType, UInt32(stage))
+            }
         rawValue = type << 24 | UInt32(instance) << 20 | UInt32(nsid) << 12 | low
     }
 
@@ -167,5 +156,15 @@ public struct SegmentKey: Hashable, Comparable, Sendable, Codable, CustomStringC
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(hex)
+    }
+}
+
+extension SegmentKey {
+    /// From "0x%08x" (as `CreatedSegment` records it).
+    init?(hex: String) {
+        guard hex.hasPrefix("0x"), hex.utf8.count == 10, let value = UInt32(hex.dropFirst(2), radix: 16) else {
+            return nil
+        }
+        self.init(rawValue: value)
     }
 }

@@ -157,3 +157,44 @@ enum StagingFiles {
         if !report.removedFiles.isEmpty { _ = fsync(fd) }
     }
 }
+
+/// A segment that is asmtd's uncommitted leftover, or another segment `Engine.cleanup` looked at.
+public struct LeftoverSegment: Codable, Sendable, Equatable {
+    public var key: SegmentKey
+    public var shmid: Int32
+    public var size: UInt64
+    public var attachCount: Int
+    /// From the base (or data stage) when it could be read.
+    public var namespace: String?
+    /// True when the base of its instance and nsid is missing or has version word 0.
+    public var uncommitted: Bool
+
+    public init(
+        key: SegmentKey, shmid: Int32, size: UInt64, attachCount: Int, namespace: String?, uncommitted: Bool
+    ) {
+        self.key = key
+        self.shmid = shmid
+        self.size = size
+        self.attachCount = attachCount
+        self.namespace = namespace
+        self.uncommitted = uncommitted
+    }
+}
+
+/// What `Engine.cleanup` removed and what it refused to touch.
+public struct CleanupReport: Codable, Sendable, Equatable {
+    public struct Refusal: Codable, Sendable, Equatable {
+        public var key: SegmentKey
+        public var shmid: Int32
+        public var reason: String
+    }
+
+    public var removed: [LeftoverSegment] = []
+    public var refused: [Refusal] = []
+    /// Staging files (`*.partial`) removed from backup directories.
+    public var removedFiles: [String] = []
+    /// Failures that left something in place (a segment that could not be removed, an unreadable directory).
+    public var errors: [String] = []
+
+    public init() {}
+}

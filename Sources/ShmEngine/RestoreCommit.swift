@@ -1,6 +1,4 @@
-import CISAL
 import Glibc
-import Synchronization
 
 /// The end of a restore: the check that nobody else attached a created segment, and the commit.
 enum RestoreCommit {
@@ -17,7 +15,7 @@ enum RestoreCommit {
             throw EngineError(
                 .serverRunning, "segment \(key.hex) (shmid \(file.shmid)) was removed or replaced during the restore")
         }
-        guard now.nattch == 0, let left = file.trace, SegmentTrace(now) == left, left.lpid == getpid() else {
+        guard now.nattch == 0, let left = file.trace, now.trace == left, left.lpid == getpid() else {
             throw EngineError(
                 .serverRunning,
                 "segment \(key.hex) was attached by another process (pid \(now.lpid), \(now.nattch) attachment(s) now) "
@@ -37,45 +35,4 @@ enum RestoreCommit {
         }
         SharedMemory.detach(attached)
     }
-}
-
-/// What a segment's last attach or detach left in its status: pid and times.
-struct SegmentTrace: Equatable, Sendable {
-    var lpid: Int32
-    var atime: Int64
-    var dtime: Int64
-
-    init(_ info: cisal_shm_info) {
-        lpid = info.lpid
-        atime = info.atime
-        dtime = info.dtime
-    }
-}
-
-/// Device and inode of a file: the same file when both match.
-struct FileIdentity: Equatable, Sendable {
-    var device: UInt64
-    var inode: UInt64
-
-    init(_ st: stat) {
-        device = UInt64(st.st_dev)
-        inode = UInt64(st.st_ino)
-    }
-}
-
-/// Segments this process is restoring, by shmid. A segment listing in this process does not attach them (that
-/// would count as a foreign attach at the commit check) and reports them as uncommitted.
-enum RestoreRegistry {
-    private static let restoring = Mutex<[Int32: String]>([:])
-
-    static func register(_ shmid: Int32, namespace: String) {
-        restoring.withLock { $0[shmid] = namespace }
-    }
-
-    static func unregister(_ shmids: [Int32]) {
-        restoring.withLock { map in for shmid in shmids { map[shmid] = nil } }
-    }
-
-    /// The namespace of a segment being restored here, nil for any other segment.
-    static func namespace(of shmid: Int32) -> String? { restoring.withLock { $0[shmid] } }
 }

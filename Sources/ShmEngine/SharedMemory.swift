@@ -1,15 +1,9 @@
-import CISAL
 import Glibc
 
-/// A live segment plus the facts read from its first bytes.
-struct ScannedSegment: Sendable {
-    var live: LiveSegment
-    var facts: SegmentFacts
-    /// Why the first bytes could not be read (the facts are then empty).
-    var unreadable: String? = nil
-}
-
-/// A segment attached to this process. Raw pointers cross worker threads only inside the engine.
+/// A segment attached to this process: an immutable value whose `address` stays valid until
+/// `SharedMemory.detach`, whichever thread calls it. `@unchecked Sendable` because of that raw pointer: the memory it
+/// points to is the segment, shared by design, and a job detaches it only when no worker uses it any more
+/// (`SegmentFileState`).
 struct Attachment: @unchecked Sendable {
     let shmid: Int32
     let address: UnsafeMutableRawPointer
@@ -18,96 +12,9 @@ struct Attachment: @unchecked Sendable {
     var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: size) }
 }
 
-/// The file and the attached segment of one backup or restore item.
-protocol FileAndSegment: AnyObject {
-    var fd: Int32 { get set }
-    var attachment: Attachment? { get set }
-    /// The segment's shmem file (`SharedMemory.openFile`), -1 when the mapping is used.
-    var segmentFD: Int32 { get set }
-    var segment: PlannedSegment { get }
-}
-
-extension FileAndSegment {
-    /// Attaches the segment and opens its shmem file when `access` allows it.
-    func attach(shmid: Int32, readOnly: Bool, access: SegmentAccess) throws(EngineError) {
-        let attached = try SharedMemory.attach(shmid: shmid, key: segment.key, size: segment.size, readOnly: readOnly)
-        attachment = attached
-        if access == .automatic {
-            segmentFD = SharedMemory.openFile(attached, key: segment.key, writable: !readOnly) ?? -1
-        }
-    }
-
-    /// Plain copies between this item's file and segment.
-    var segmentIO: SegmentIO { SegmentIO(segmentFD: segmentFD, mapping: attachment!.address, key: segment.key) }
-
-    /// Closes the file and detaches the segment; safe to call more than once.
-    func release() {
-        if fd >= 0 {
-            close(fd)
-            fd = -1
-        }
-        detachSegment()
-    }
-
-    /// Detaches the segment as soon as its bytes are copied: unmapping a segment costs about 12 ms per 256 MiB,
-    /// which the workers then pay in parallel instead of the caller one segment after another at the end.
-    func detachSegment() {
-        if segmentFD >= 0 {
-            close(segmentFD)
-            segmentFD = -1
-        }
-        if let attachment {
-            SharedMemory.detach(attachment)
-            self.attachment = nil
-        }
-    }
-}
-
+/// The System V shared-memory calls the engine makes, over Glibc. The walk of the kernel's table that lists segments
+/// (`segments`, `scan`) is in SegmentListing.swift.
 public enum SharedMemory {
-    /// SHM_INFO / SHM_STAT walk; tolerant of segments vanishing during the walk. nil = all instances.
-    public static func segments(instance: Int?) throws(EngineError) -> [LiveSegment] {
-        try scan(instance: instance).map(\.live)
-    }
-
-    static func scan(instance: Int?) throws(EngineError) -> [ScannedSegment] {
-        let maxIndex = cisal_shm_max_index()
-        guard maxIndex >= 0 else { throw EngineError(.system, "shmctl(SHM_INFO) failed: \(errnoText())") }
-        var result: [ScannedSegment] = []
-        for index in 0...maxIndex {
-            var info = cisal_shm_info()
-            let id = cisal_shm_stat_index(Int32(index), &info)
-            guard id >= 0 else { continue }  // unused slot, or removed meanwhile
-            guard let key = SegmentKey(rawValue: info.key) else { continue }
-            if let instance, key.instance != instance { continue }
-            var live = LiveSegment(
-                key: key, shmid: info.shmid, size: info.size, attachCount: Int(info.nattch), uid: info.uid,
-                gid: info.gid, mode: info.mode & 0o777, creatorPID: info.cpid)
-            var facts = SegmentFacts()
-            var unreadable: String?
-            let length = SegmentFacts.prefixLength(kind: key.kind)
-            if let restoring = RestoreRegistry.namespace(of: info.shmid) {
-                // Being restored here: not attached (the commit check would take that for a server).
-                facts.namespace = key.kind == .base || key.kind == .dataStage ? restoring : nil
-                live.namespace = facts.namespace
-            } else if length > 0 {
-                if let prefix = ListingCache.prefixForListing(shmid: info.shmid, size: info.size, length: length) {
-                    facts = SegmentFacts.read(kind: key.kind, prefix: prefix)
-                    live.namespace = facts.namespace
-                } else {
-                    let code = errno
-                    guard stat(shmid: info.shmid) != nil else { continue }  // vanished during the walk
-                    unreadable = "cannot attach segment \(key.hex) to read its header: \(errnoText(code))"
-                }
-            }
-            result.append(ScannedSegment(live: live, facts: facts, unreadable: unreadable))
-        }
-        for index in result.indices where result[index].live.attachCount > 0 {
-            guard let settled = settledAttachCount(shmid: result[index].live.shmid, atMost: 0) else { continue }
-            result[index].live.attachCount = settled
-        }
-        return Leftovers.markUncommitted(result).sorted { $0.live.key < $1.live.key }
-    }
-
     /// The attach count of a segment, ignoring brief attachments. A segment listing (this process's or another
     /// asmtd's) attaches base and data segments for microseconds to read their names, while a server stays
     /// attached. Returns the smallest count seen within about 100 ms, as soon as it is `atMost` or lower; nil when
@@ -125,26 +32,42 @@ public enum SharedMemory {
 
     /// Copies up to `length` leading bytes of a segment (temporary read-only attach).
     static func readPrefix(shmid: Int32, size: UInt64, length: Int) -> [UInt8]? {
-        guard let address = cisal_shm_attach(shmid, 1) else { return nil }
-        defer { _ = cisal_shm_detach(address) }
+        guard let address = attachAddress(shmid: shmid, readOnly: true) else { return nil }
+        defer { shmdt(address) }
         let count = Int(min(size, UInt64(length)))
         return Array(UnsafeRawBufferPointer(start: address, count: count))
     }
 
-    static func stat(shmid: Int32) -> cisal_shm_info? {
-        var info = cisal_shm_info()
-        return cisal_shm_stat_id(shmid, &info) == 0 ? info : nil
+    /// IPC_STAT: nil when the segment is gone (or not readable).
+    static func stat(shmid: Int32) -> SegmentStatus? {
+        var ds = shmid_ds()
+        return shmctl(shmid, IPC_STAT, &ds) == 0 ? SegmentStatus(shmid: shmid, record: ds) : nil
+    }
+
+    /// The highest used index of the kernel's segment table (SHM_INFO), -1 with errno.
+    static func maxIndex() -> Int32 {
+        var info = shm_info()
+        return withUnsafeMutablePointer(to: &info) { pointer in
+            pointer.withMemoryRebound(to: shmid_ds.self, capacity: 1) { shmctl(0, SHM_INFO, $0) }
+        }
+    }
+
+    /// SHM_STAT on an index of the kernel's table: nil for an unused slot (or one emptied meanwhile).
+    static func stat(index: Int32) -> SegmentStatus? {
+        var ds = shmid_ds()
+        let shmid = shmctl(index, SHM_STAT, &ds)
+        return shmid >= 0 ? SegmentStatus(shmid: shmid, record: ds) : nil
     }
 
     /// shmid of an existing key, nil when it does not exist.
     static func lookup(_ key: SegmentKey) -> Int32? {
-        let id = cisal_shm_get(key.rawValue, 0, 0)
+        let id = shmget(key_t(bitPattern: key.rawValue), 0, 0)
         return id >= 0 ? id : nil
     }
 
     /// Creates a new segment exclusively, owner-only until its permissions are set.
     static func create(_ key: SegmentKey, size: UInt64) throws(EngineError) -> Int32 {
-        let id = cisal_shm_get(key.rawValue, size, cisal_ipc_creat() | cisal_ipc_excl() | 0o600)
+        let id = shmget(key_t(bitPattern: key.rawValue), Int(size), IPC_CREAT | IPC_EXCL | 0o600)
         guard id >= 0 else {
             let code = errno
             if code == EEXIST { throw EngineError(.segmentsExist, "segment \(key.hex) already exists") }
@@ -154,13 +77,19 @@ public enum SharedMemory {
     }
 
     static func attach(shmid: Int32, key: SegmentKey, size: UInt64, readOnly: Bool) throws(EngineError) -> Attachment {
-        guard let address = cisal_shm_attach(shmid, readOnly ? 1 : 0) else {
+        guard let address = attachAddress(shmid: shmid, readOnly: readOnly) else {
             throw EngineError(.system, "cannot attach segment \(key.hex) (shmid \(shmid)): \(errnoText())")
         }
         return Attachment(shmid: shmid, address: address, size: Int(size))
     }
 
-    static func detach(_ attachment: Attachment) { _ = cisal_shm_detach(attachment.address) }
+    static func detach(_ attachment: Attachment) { shmdt(attachment.address) }
+
+    /// shmat: nil with errno on failure.
+    private static func attachAddress(shmid: Int32, readOnly: Bool) -> UnsafeMutableRawPointer? {
+        let address = shmat(shmid, nil, readOnly ? SHM_RDONLY : 0)
+        return address == UnsafeMutableRawPointer(bitPattern: -1) ? nil : address
+    }
 
     /// `ASMTD_NO_SHM_FILE=1` in the environment: never open a segment's shmem file, always use the mapping.
     static let mappingOnly = getenv("ASMTD_NO_SHM_FILE").map { String(cString: $0) == "1" } ?? false
@@ -191,11 +120,34 @@ public enum SharedMemory {
     }
 
     static func setOwner(shmid: Int32, key: SegmentKey, uid: UInt32, gid: UInt32, mode: UInt32) throws(EngineError) {
-        guard cisal_shm_set(shmid, uid, gid, mode & 0o777) == 0 else {
+        var ds = shmid_ds()
+        guard shmctl(shmid, IPC_STAT, &ds) == 0 else {
+            throw EngineError(.system, "cannot set owner and mode of segment \(key.hex): \(errnoText())")
+        }
+        ds.shm_perm.uid = uid
+        ds.shm_perm.gid = gid
+        ds.shm_perm.mode = mode & 0o777
+        guard shmctl(shmid, IPC_SET, &ds) == 0 else {
             throw EngineError(.system, "cannot set owner and mode of segment \(key.hex): \(errnoText())")
         }
     }
 
     @discardableResult
-    static func remove(shmid: Int32) -> Bool { cisal_shm_remove(shmid) == 0 }
+    static func remove(shmid: Int32) -> Bool { shmctl(shmid, IPC_RMID, nil) == 0 }
+
+    /// Populates the pages of a writable mapping before they are written (MADV_POPULATE_WRITE, Linux 5.14), else
+    /// touches one byte per page: inflating into prefaulted pages is faster than faulting them one by one.
+    static func prefaultForWriting(_ address: UnsafeMutableRawPointer, count: Int) {
+        guard count > 0 else { return }
+        let page = max(4096, Int(sysconf(Int32(_SC_PAGESIZE))))
+        let start = UInt(bitPattern: address) & ~UInt(page - 1)
+        let end = UInt(bitPattern: address) + UInt(count)
+        if madvise(UnsafeMutableRawPointer(bitPattern: start), Int(end - start), MADV_POPULATE_WRITE) == 0 { return }
+        let bytes = address.assumingMemoryBound(to: UInt8.self)
+        for offset in stride(from: 0, to: count, by: page) { touch(bytes + offset) }
+    }
+
+    /// Writes a byte back unchanged, which faults its page in writable. Not optimized, so that the write stays.
+    @_optimize(none)
+    private static func touch(_ byte: UnsafeMutablePointer<UInt8>) { byte.pointee = byte.pointee }
 }

@@ -1,4 +1,3 @@
-import CISAL
 import Glibc
 
 /// Aerospike-shaped synthetic segments: used by tests, the benchmark and `asmtd demo`.
@@ -125,9 +124,11 @@ public enum SyntheticSegments {
 
     static func hasMarker(_ segment: LiveSegment) -> Bool {
         guard segment.size >= UInt64(marker.count),
-            let address = cisal_shm_attach(segment.shmid, 1)
+            let attached = try? SharedMemory.attach(
+                shmid: segment.shmid, key: segment.key, size: segment.size, readOnly: true)
         else { return false }
-        defer { _ = cisal_shm_detach(address) }
+        defer { SharedMemory.detach(attached) }
+        let address = attached.address
         let tail = UnsafeRawBufferPointer(start: address + Int(segment.size) - marker.count, count: marker.count)
         return Array(tail) == marker
     }

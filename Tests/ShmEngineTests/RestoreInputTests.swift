@@ -35,7 +35,7 @@ import Testing
             Fixture.expectCode(.invalidBackup) { _ = try Engine.planRestore(request) }
             unlink(directory + "/" + BackupManifest.fileName)
             Fixture.expectCode(.invalidBackup) { _ = try Engine.planRestore(request) }
-            Fixture.expectCode(.invalidBackup) { _ = try RestoreRunner.openChecked(stage, identity: nil) }
+            Fixture.expectCode(.invalidBackup) { _ = try RestoreFileState.openChecked(stage, identity: nil) }
             Fixture.expectCode(.invalidBackup) { _ = try FileIO.readPrefix(path: stage, length: 16) }
             let left = try Fixture.live(instance: 13, nsid: 30, name: spec.name)
             #expect(left.isEmpty)

@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 /*
- * Run-time loader for Intel ISA-L (libisal.so.2) plus a few small System V shared-memory helpers.
+ * Run-time loader for Intel ISA-L (libisal.so.2): CRC-32, raw deflate and inflate.
  * The build never depends on ISA-L being installed: when the headers are missing at build time or
  * the library is missing at run time, cisal_available() returns 0 and callers use zlib instead.
  */
@@ -42,42 +42,5 @@ void cisal_inflater_reset(cisal_inflater *i);
  */
 int cisal_inflate(cisal_inflater *i, const uint8_t *in, uint32_t in_len, uint8_t *out, uint32_t out_len,
                   uint32_t *consumed, uint32_t *produced, int *finished, uint8_t *held, uint32_t *held_count);
-
-/* System V shared memory helpers (Linux). */
-typedef struct {
-    int32_t shmid;
-    uint32_t key;
-    uint64_t size;
-    uint64_t nattch;
-    uint32_t uid, gid, mode, cuid, cgid;
-    int32_t cpid;
-    int64_t ctime;
-    /* Last shmat/shmdt: its pid (as this process's PID namespace sees it) and times. */
-    int32_t lpid;
-    int64_t atime, dtime;
-} cisal_shm_info;
-
-/* Highest used index in the kernel's segment table (SHM_INFO), or -1 with errno. */
-int cisal_shm_max_index(void);
-/* SHM_STAT on a table index: returns the shmid (>= 0) and fills *out, or -1 with errno. */
-int cisal_shm_stat_index(int index, cisal_shm_info *out);
-/* IPC_STAT on a shmid: 0 or -1 with errno. */
-int cisal_shm_stat_id(int shmid, cisal_shm_info *out);
-/* IPC_SET of uid, gid and permission bits: 0 or -1 with errno. */
-int cisal_shm_set(int shmid, uint32_t uid, uint32_t gid, uint32_t mode);
-/* IPC_RMID: 0 or -1 with errno. */
-int cisal_shm_remove(int shmid);
-/* shmget(key, size, flags): shmid or -1 with errno. */
-int cisal_shm_get(uint32_t key, uint64_t size, int flags);
-/* shmat read-only or read-write: address or NULL with errno. */
-void *cisal_shm_attach(int shmid, int readonly);
-int cisal_shm_detach(const void *addr);
-/* Populates (prefaults) pages of a writable mapping; falls back to touching one byte per page. */
-void cisal_prefault_write(void *addr, uint64_t len);
-/* renameat2(RENAME_NOREPLACE) between two paths: 0, or -1 with errno (EEXIST; EINVAL where unsupported). */
-int cisal_rename_noreplace(const char *from, const char *to);
-/* Flag values for cisal_shm_get. */
-int cisal_ipc_creat(void);
-int cisal_ipc_excl(void);
 
 #endif

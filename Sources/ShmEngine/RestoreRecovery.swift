@@ -1,5 +1,34 @@
 import Glibc
 
+/// A segment a restore created, as recorded before any byte is written: enough to recognise exactly that segment
+/// later (crash recovery, cleanup) without relying on process ids.
+public struct CreatedSegment: Codable, Sendable, Equatable {
+    /// "0x%08x".
+    public var key: String
+    public var shmid: Int32
+    /// The segment's change time (seconds since the epoch) right after its creation.
+    public var ctime: Int64
+
+    public init(key: String, shmid: Int32, ctime: Int64) {
+        self.key = key
+        self.shmid = shmid
+        self.ctime = ctime
+    }
+}
+
+/// What `Engine.recoverRestore` found and did.
+public enum RestoreRecovery: Sendable, Equatable {
+    /// Every created segment is there, the base is committed and every CRC-32 matches the backup: the restore
+    /// finished. Owner, group and mode were set as recorded where they differed.
+    case committed
+    /// The restore had not committed: the matching unattached segments were removed (`keys`); `stuck` are those
+    /// still attached, left in place.
+    case removed(keys: [SegmentKey], stuck: [SegmentKey])
+    /// The base is committed but the segments cannot be shown to be the backup's (changed since, incomplete, or
+    /// the backup cannot be read): committed work is never destroyed, so nothing was touched.
+    case kept(reason: String)
+}
+
 extension Engine {
     /// Crash recovery of a restore from what its `onCreated` reported, without process ids (it works across PID
     /// namespaces). Live segments match by key and shmid (and were created in this boot, no earlier than recorded).
@@ -154,15 +183,5 @@ struct RecordedSegment: Equatable {
             offset += UInt64(got)
         }
         return crc
-    }
-}
-
-extension SegmentKey {
-    /// From "0x%08x" (as `CreatedSegment` records it).
-    init?(hex: String) {
-        guard hex.hasPrefix("0x"), hex.utf8.count == 10, let value = UInt32(hex.dropFirst(2), radix: 16) else {
-            return nil
-        }
-        self.init(rawValue: value)
     }
 }

@@ -32,8 +32,8 @@ final class WorkPool: Sendable {
 
     /// Each worker thread calls `makeWorker` once, then the returned closure for each item it takes.
     ///
-    /// The calling thread is one of the workers; the others are threads of their own. Not Dispatch's global
-    /// queues: callers block on those (the CLI, the service's job runner), and on Linux that pool grows past
+    /// The calling thread is one of the workers; the others are threads of their own, not Dispatch's global queues:
+    /// a caller may itself block one of those (the CLI runs jobs through them), and on Linux that pool grows past
     /// the core count only after a blocked thread has waited about a second, so a job would run on one core.
     func run(
         threads: Int,
@@ -67,19 +67,4 @@ final class WorkPool: Sendable {
         if let error = firstError.withLock({ $0 }) { throw error }
         if cancellation.isCancelled { throw EngineError(.canceled, "the job was cancelled") }
     }
-}
-
-/// A raw buffer owned by one worker.
-final class WorkBuffer {
-    let pointer: UnsafeMutableRawPointer
-    let count: Int
-
-    init(count: Int) {
-        self.count = count
-        pointer = .allocate(byteCount: count, alignment: 4096)
-    }
-
-    deinit { pointer.deallocate() }
-
-    var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: pointer, count: count) }
 }
