@@ -41,12 +41,16 @@ let package = Package(
             dependencies: ["CZlib", "CISAL"]
         ),
 
+        // Aerospike-shaped demo segments (marked as synthetic) for `asmtd demo`, the benchmark and the tests.
+        .target(name: "ShmSynthetic", dependencies: ["ShmEngine"]),
+
         // The asmtd executable: config, job queue, routes, metrics, local CLI.
         .executableTarget(
             name: "Server",
             dependencies: [
                 "HTTPCore",
                 "ShmEngine",
+                "ShmSynthetic",
                 "CYaml",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -61,8 +65,8 @@ let package = Package(
         // A trivial-route server used only by scripts/bench-http.
         .executableTarget(name: "HTTPBench", dependencies: ["HTTPCore"]),
 
-        .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine"]),
+        .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine", "ShmSynthetic"]),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTPCore", "ShmEngine"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTPCore", "ShmEngine", "ShmSynthetic"]),
     ]
 )

@@ -10,12 +10,12 @@ struct ScannedSegment: Sendable {
 }
 
 /// A segment attached to this process. Raw pointers cross worker threads only inside the engine.
-struct Attachment: @unchecked Sendable {
+package struct Attachment: @unchecked Sendable {
     let shmid: Int32
     let address: UnsafeMutableRawPointer
     let size: Int
 
-    var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: size) }
+    package var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: size) }
 }
 
 /// The file and the attached segment of one backup or restore item.
@@ -137,13 +137,13 @@ public enum SharedMemory {
     }
 
     /// shmid of an existing key, nil when it does not exist.
-    static func lookup(_ key: SegmentKey) -> Int32? {
+    package static func lookup(_ key: SegmentKey) -> Int32? {
         let id = cisal_shm_get(key.rawValue, 0, 0)
         return id >= 0 ? id : nil
     }
 
     /// Creates a new segment exclusively, owner-only until its permissions are set.
-    static func create(_ key: SegmentKey, size: UInt64) throws(EngineError) -> Int32 {
+    package static func create(_ key: SegmentKey, size: UInt64) throws(EngineError) -> Int32 {
         let id = cisal_shm_get(key.rawValue, size, cisal_ipc_creat() | cisal_ipc_excl() | 0o600)
         guard id >= 0 else {
             let code = errno
@@ -153,14 +153,16 @@ public enum SharedMemory {
         return id
     }
 
-    static func attach(shmid: Int32, key: SegmentKey, size: UInt64, readOnly: Bool) throws(EngineError) -> Attachment {
+    package static func attach(
+        shmid: Int32, key: SegmentKey, size: UInt64, readOnly: Bool
+    ) throws(EngineError) -> Attachment {
         guard let address = cisal_shm_attach(shmid, readOnly ? 1 : 0) else {
             throw EngineError(.system, "cannot attach segment \(key.hex) (shmid \(shmid)): \(errnoText())")
         }
         return Attachment(shmid: shmid, address: address, size: Int(size))
     }
 
-    static func detach(_ attachment: Attachment) { _ = cisal_shm_detach(attachment.address) }
+    package static func detach(_ attachment: Attachment) { _ = cisal_shm_detach(attachment.address) }
 
     /// `ASMTD_NO_SHM_FILE=1` in the environment: never open a segment's shmem file, always use the mapping.
     static let mappingOnly = getenv("ASMTD_NO_SHM_FILE").map { String(cString: $0) == "1" } ?? false
@@ -190,12 +192,14 @@ public enum SharedMemory {
         return fd
     }
 
-    static func setOwner(shmid: Int32, key: SegmentKey, uid: UInt32, gid: UInt32, mode: UInt32) throws(EngineError) {
+    package static func setOwner(
+        shmid: Int32, key: SegmentKey, uid: UInt32, gid: UInt32, mode: UInt32
+    ) throws(EngineError) {
         guard cisal_shm_set(shmid, uid, gid, mode & 0o777) == 0 else {
             throw EngineError(.system, "cannot set owner and mode of segment \(key.hex): \(errnoText())")
         }
     }
 
     @discardableResult
-    static func remove(shmid: Int32) -> Bool { cisal_shm_remove(shmid) == 0 }
+    package static func remove(shmid: Int32) -> Bool { cisal_shm_remove(shmid) == 0 }
 }

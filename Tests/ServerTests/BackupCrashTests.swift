@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import ShmEngine
+import ShmSynthetic
 import Testing
 
 /// A CLI `asmtd` child with its own runtime directory, optionally under `prlimit`. Its output goes to a file, not a

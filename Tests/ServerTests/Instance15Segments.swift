@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import ShmEngine
+import ShmSynthetic
 
 @testable import Server
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ShmEngine
+import ShmSynthetic
 import Testing
 
 @testable import Server

@@ -1,3 +1,4 @@
+import ShmSynthetic
 import Testing
 
 @testable import ShmEngine
