@@ -43,7 +43,9 @@ enum BackupPlanner {
                     "segment \(attached.live.key.hex) of namespace \(name) is attached "
                         + "(\(attached.live.attachCount) attachments): the server is running")
             }
-            let chosen = try choose(name: name, base: base, group: group)
+            let chosen = try NamespaceRules.choose(name, base: base, group: group, wording: .segments) {
+                CandidateSegment(key: $0.live.key, size: $0.live.size, facts: $0.facts)
+            }
             for segment in chosen {
                 for compressed in [false, true] {
                     let file = segment.live.key.fileName(compressed: compressed)
@@ -71,42 +73,5 @@ enum BackupPlanner {
         return BackupPlan(
             instance: instance, directory: request.directory, namespaces: namespaces, segments: planned,
             totalBytes: planned.reduce(0) { $0 + $1.size })
-    }
-
-    /// The namespace's segments to copy in file order, by asmt's rules (`NamespaceRules`), worded for segments.
-    static func choose(
-        name: String, base: ScannedSegment, group: [ScannedSegment]
-    ) throws(EngineError)
-        -> [ScannedSegment]
-    {
-        func candidate(_ segment: ScannedSegment) -> CandidateSegment {
-            CandidateSegment(key: segment.live.key, size: segment.live.size, facts: segment.facts)
-        }
-        let key = base.live.key
-        switch NamespaceRules.check(base: candidate(base), group: group.map(candidate)) {
-        case .success(let chosen):
-            let byKey = Dictionary(group.map { ($0.live.key, $0) }, uniquingKeysWith: { first, _ in first })
-            return chosen.compactMap { byKey[$0.key] }
-        case .failure(.baseTooSmall(let size)):
-            throw EngineError(.invalidSegments, "base segment \(key.hex) is \(size) bytes, less than 2156")
-        case .failure(.unsupportedVersion(let version)):
-            throw EngineError(.invalidSegments, "base segment \(key.hex) has unsupported version \(version) (10..12)")
-        case .failure(.uncleanShutdown(let status)):
-            throw EngineError(
-                .uncleanShutdown,
-                "namespace \(name) was not shut down cleanly (base \(key.hex) shutdown status \(status))")
-        case .failure(.missing(let missing)):
-            throw EngineError(
-                .invalidSegments, "namespace \(name): missing \(missing.kind.words) segment \(missing.hex)")
-        case .failure(.primaryCount(let counted, let found)):
-            throw EngineError(
-                .invalidSegments, "namespace \(name): base \(key.hex) counts \(counted) primary stages, found \(found)")
-        case .failure(.metaTooSmall(let meta)):
-            throw EngineError(.invalidSegments, "meta segment \(meta.hex) is smaller than 24 bytes")
-        case .failure(.secondaryCount(let meta, let counted, let found)):
-            throw EngineError(
-                .invalidSegments,
-                "namespace \(name): meta \(meta.hex) counts \(counted) secondary stages, found \(found)")
-        }
     }
 }

@@ -25,6 +25,51 @@ enum RuleViolation: Error, Equatable {
     case secondaryCount(meta: SegmentKey, counted: Int, found: Int)
 }
 
+extension RuleViolation {
+    /// How a planner names what it checks: live segments by key, the files of a backup by name.
+    enum Wording {
+        case segments
+        case files([SegmentKey: String])
+    }
+
+    /// The error a backup (`.segments`) or a restore (`.files`) reports for this violation of namespace `name`.
+    func error(namespace name: String, base: SegmentKey, wording: Wording) -> EngineError {
+        let files: [SegmentKey: String]?
+        if case .files(let names) = wording { files = names } else { files = nil }
+        let code: EngineError.Code = files == nil ? .invalidSegments : .invalidBackup
+        /// "base segment 0xae…" or "base file ae….dat".
+        func named(_ key: SegmentKey) -> String {
+            guard let files else { return "\(key.kind.words) segment \(key.hex)" }
+            return "\(key.kind.words) file \(files[key] ?? key.fileName(compressed: false))"
+        }
+        switch self {
+        case .baseTooSmall(let size):
+            return EngineError(code, "\(named(base)) is \(size) bytes, less than 2156")
+        case .unsupportedVersion(let version):
+            return EngineError(code, "\(named(base)) has unsupported version \(version) (10..12)")
+        case .uncleanShutdown(let status) where files == nil:
+            return EngineError(
+                .uncleanShutdown,
+                "namespace \(name) was not shut down cleanly (base \(base.hex) shutdown status \(status))")
+        case .uncleanShutdown(let status):
+            return EngineError(.uncleanShutdown, "\(named(base)) records an unclean shutdown (status \(status))")
+        case .missing(let key) where files == nil || key.kind == .treex:
+            return EngineError(code, "namespace \(name): missing \(named(key))")
+        case .missing(let key):
+            return EngineError(code, "namespace \(name): missing \(key.kind.words) file for \(key.hex)")
+        case .primaryCount(let counted, let found):
+            let counter = files == nil ? "base \(base.hex)" : "base file"
+            return EngineError(code, "namespace \(name): \(counter) counts \(counted) primary stages, found \(found)")
+        case .metaTooSmall(let meta):
+            return EngineError(code, "\(named(meta)) is smaller than 24 bytes")
+        case .secondaryCount(let meta, let counted, let found):
+            let counter = files == nil ? "meta \(meta.hex)" : "meta file"
+            return EngineError(
+                code, "namespace \(name): \(counter) counts \(counted) secondary stages, found \(found)")
+        }
+    }
+}
+
 /// asmt's candidate analysis and sanity rules (asmt-format.md §3), the same for a backup and a restore.
 enum NamespaceRules {
     /// Checks the namespace of `base`, whose `group` holds every candidate of its instance and nsid, plus the data
@@ -61,6 +106,21 @@ enum NamespaceRules {
         }
         chosen += group.filter { $0.key.kind == .dataStage }.sorted { $0.key < $1.key }
         return .success(chosen)
+    }
+
+    /// `check` for a planner: its own values in, those to copy out in file order, or the violation worded for it.
+    static func choose<Member>(
+        _ name: String, base: Member, group: [Member], wording: RuleViolation.Wording,
+        _ candidate: (Member) -> CandidateSegment
+    ) throws(EngineError) -> [Member] {
+        let baseKey = candidate(base).key
+        switch check(base: candidate(base), group: group.map(candidate)) {
+        case .success(let chosen):
+            let byKey = Dictionary(([base] + group).map { (candidate($0).key, $0) }, uniquingKeysWith: { a, _ in a })
+            return chosen.compactMap { byKey[$0.key] }
+        case .failure(let violation):
+            throw violation.error(namespace: name, base: baseKey, wording: wording)
+        }
     }
 
     /// The key of the first stage missing from `stages` (sorted), which must be exactly 0..<count and not empty.

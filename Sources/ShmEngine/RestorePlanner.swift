@@ -74,7 +74,8 @@ enum RestorePlanner {
                     throw EngineError(.invalidBackup, "file \(file.name) has a bad ASMT header (\(error))")
                 }
             }
-            let chosen = try choose(name: name, base: base, group: group)
+            let names = Dictionary(group.map { ($0.key, $0.name) }, uniquingKeysWith: { first, _ in first })
+            let chosen = try NamespaceRules.choose(name, base: base, group: group, wording: .files(names), \.candidate)
             let conflicts = live.filter {
                 $0.key.instance == instance && ($0.key.nsid == nsid || seen[$0.key] != nil)
             }
@@ -122,37 +123,6 @@ enum RestorePlanner {
         return RestorePlan(
             instance: instance, directory: dir, namespaces: namespaces, segments: planned,
             totalBytes: planned.reduce(0) { $0 + $1.size }, warnings: warnings)
-    }
-
-    /// The namespace's files to restore in file order, by asmt's rules (`NamespaceRules`), worded for files.
-    static func choose(name: String, base: BackupFile, group: [BackupFile]) throws(EngineError) -> [BackupFile] {
-        switch NamespaceRules.check(base: base.candidate, group: group.map(\.candidate)) {
-        case .success(let chosen):
-            let byKey = Dictionary(group.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
-            return chosen.compactMap { byKey[$0.key] }
-        case .failure(.baseTooSmall(let size)):
-            throw EngineError(.invalidBackup, "base file \(base.name) is \(size) bytes, less than 2156")
-        case .failure(.unsupportedVersion(let version)):
-            throw EngineError(.invalidBackup, "base file \(base.name) has unsupported version \(version) (10..12)")
-        case .failure(.uncleanShutdown(let status)):
-            throw EngineError(
-                .uncleanShutdown, "base file \(base.name) records an unclean shutdown (status \(status))")
-        case .failure(.missing(let missing)) where missing.kind == .treex:
-            throw EngineError(
-                .invalidBackup, "namespace \(name): missing treex file \(missing.fileName(compressed: false))")
-        case .failure(.missing(let missing)):
-            throw EngineError(
-                .invalidBackup, "namespace \(name): missing \(missing.kind.words) file for \(missing.hex)")
-        case .failure(.primaryCount(let counted, let found)):
-            throw EngineError(
-                .invalidBackup, "namespace \(name): base file counts \(counted) primary stages, found \(found)")
-        case .failure(.metaTooSmall(let meta)):
-            let file = group.first { $0.key == meta }?.name ?? meta.fileName(compressed: false)
-            throw EngineError(.invalidBackup, "meta file \(file) is smaller than 24 bytes")
-        case .failure(.secondaryCount(_, let counted, let found)):
-            throw EngineError(
-                .invalidBackup, "namespace \(name): meta file counts \(counted) secondary stages, found \(found)")
-        }
     }
 
     /// Checks the files against the manifest, which is authoritative for owner, group and mode: a file that
