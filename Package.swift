@@ -47,6 +47,9 @@ let package = Package(
             dependencies: ["CZlib", "CISAL", "CRenameNoReplace"]
         ),
 
+        // Aerospike-shaped demo segments (marked as synthetic) for `asmtd demo`, the benchmark and the tests.
+        .target(name: "ShmSynthetic", dependencies: ["ShmEngine"]),
+
         // The asmtd executable: config, job queue, routes, metrics, local CLI.
         .executableTarget(
             name: "Server",
@@ -54,6 +57,7 @@ let package = Package(
                 "HTTP1",
                 "HTTPCore",
                 "ShmEngine",
+                "ShmSynthetic",
                 "CYaml",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -70,15 +74,15 @@ let package = Package(
 
         // What the test targets share: one HTTP client, temporary directories, blocking work off the cooperative
         // pool, an independent shm reader, segment sets, bounded waits. Linked into the tests only.
-        .target(name: "TestSupport", dependencies: ["ShmEngine"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["ShmEngine", "ShmSynthetic"], path: "Tests/TestSupport"),
         // The request vectors of shared/http-server.md's checklist, fed to the parser (HTTP1Tests) and over
         // the wire (HTTPCoreTests).
         .target(name: "HTTPVectors", dependencies: ["HTTP1"], path: "Tests/HTTPVectors"),
 
-        .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine", "TestSupport"]),
+        .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine", "ShmSynthetic", "TestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "HTTPVectors"]),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "HTTP1", "HTTPVectors", "TestSupport"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTP1", "HTTPCore", "ShmEngine", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTP1", "HTTPCore", "ShmEngine", "ShmSynthetic", "TestSupport"]),
     ]
 )
 

@@ -31,9 +31,9 @@ public struct SegmentKey: Hashable, Comparable, Sendable, Codable, CustomStringC
     static let secondaryType: UInt32 = 0xA2
     static let dataType: UInt32 = 0xAD
     /// Stages use LOW 0x100..0x8FF (at most 2048).
-    static let maxStages = 0x800
+    package static let maxStages = 0x800
     /// Data stages use LOW 0x000..0x0FF.
-    static let maxDataStages = 0x100
+    package static let maxDataStages = 0x100
 
     /// nil when not a valid Aerospike key (type byte, nsid 1..32, low range).
     public init?(rawValue: UInt32) {

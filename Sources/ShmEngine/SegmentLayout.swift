@@ -1,15 +1,15 @@
 /// Byte layouts of the things asmt reads and writes. Pure code, no I/O.
-enum Layout {
-    static let baseVersionOffset = 0
-    static let baseShutdownOffset = 4
-    static let baseNameOffset = 1024
-    static let baseArenasOffset = 2152
+package enum Layout {
+    package static let baseVersionOffset = 0
+    package static let baseShutdownOffset = 4
+    package static let baseNameOffset = 1024
+    package static let baseArenasOffset = 2152
     /// Smallest base asmt accepts (the n_arenas field must fit).
     static let baseMinimumSize = 2156
-    static let metaArenasOffset = 20
+    package static let metaArenasOffset = 20
     static let metaMinimumSize = 24
-    static let dataNameOffset = 12
-    static let nameLength = 32
+    package static let dataNameOffset = 12
+    package static let nameLength = 32
     static let acceptedBaseVersions: ClosedRange<UInt32> = 10...12
 }
 

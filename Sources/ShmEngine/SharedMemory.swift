@@ -4,12 +4,12 @@ import Glibc
 /// `SharedMemory.detach`, whichever thread calls it. `@unchecked Sendable` because of that raw pointer: the memory it
 /// points to is the segment, shared by design, and a job detaches it only when no worker uses it any more
 /// (`SegmentFileState`).
-struct Attachment: @unchecked Sendable {
+package struct Attachment: @unchecked Sendable {
     let shmid: Int32
     let address: UnsafeMutableRawPointer
     let size: Int
 
-    var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: size) }
+    package var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: size) }
 }
 
 /// The System V shared-memory calls the engine makes, over Glibc. The walk of the kernel's table that lists segments
@@ -60,13 +60,13 @@ public enum SharedMemory {
     }
 
     /// shmid of an existing key, nil when it does not exist.
-    static func lookup(_ key: SegmentKey) -> Int32? {
+    package static func lookup(_ key: SegmentKey) -> Int32? {
         let id = shmget(key_t(bitPattern: key.rawValue), 0, 0)
         return id >= 0 ? id : nil
     }
 
     /// Creates a new segment exclusively, owner-only until its permissions are set.
-    static func create(_ key: SegmentKey, size: UInt64) throws(EngineError) -> Int32 {
+    package static func create(_ key: SegmentKey, size: UInt64) throws(EngineError) -> Int32 {
         let id = shmget(key_t(bitPattern: key.rawValue), Int(size), IPC_CREAT | IPC_EXCL | 0o600)
         guard id >= 0 else {
             let code = errno
@@ -76,14 +76,14 @@ public enum SharedMemory {
         return id
     }
 
-    static func attach(shmid: Int32, key: SegmentKey, size: UInt64, readOnly: Bool) throws(EngineError) -> Attachment {
+    package static func attach(shmid: Int32, key: SegmentKey, size: UInt64, readOnly: Bool) throws(EngineError) -> Attachment {
         guard let address = attachAddress(shmid: shmid, readOnly: readOnly) else {
             throw EngineError(.system, "cannot attach segment \(key.hex) (shmid \(shmid)): \(errnoText())")
         }
         return Attachment(shmid: shmid, address: address, size: Int(size))
     }
 
-    static func detach(_ attachment: Attachment) { shmdt(attachment.address) }
+    package static func detach(_ attachment: Attachment) { shmdt(attachment.address) }
 
     /// shmat: nil with errno on failure.
     private static func attachAddress(shmid: Int32, readOnly: Bool) -> UnsafeMutableRawPointer? {
@@ -119,7 +119,7 @@ public enum SharedMemory {
         return fd
     }
 
-    static func setOwner(shmid: Int32, key: SegmentKey, uid: UInt32, gid: UInt32, mode: UInt32) throws(EngineError) {
+    package static func setOwner(shmid: Int32, key: SegmentKey, uid: UInt32, gid: UInt32, mode: UInt32) throws(EngineError) {
         var ds = shmid_ds()
         guard shmctl(shmid, IPC_STAT, &ds) == 0 else {
             throw EngineError(.system, "cannot set owner and mode of segment \(key.hex): \(errnoText())")
@@ -133,7 +133,7 @@ public enum SharedMemory {
     }
 
     @discardableResult
-    static func remove(shmid: Int32) -> Bool { shmctl(shmid, IPC_RMID, nil) == 0 }
+    package static func remove(shmid: Int32) -> Bool { shmctl(shmid, IPC_RMID, nil) == 0 }
 
     /// Populates the pages of a writable mapping before they are written (MADV_POPULATE_WRITE, Linux 5.14), else
     /// touches one byte per page: inflating into prefaulted pages is faster than faulting them one by one.

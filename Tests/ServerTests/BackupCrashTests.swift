@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import ShmEngine
+import ShmSynthetic
 import TestSupport
 import Testing
 

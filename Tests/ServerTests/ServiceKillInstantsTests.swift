@@ -1,5 +1,6 @@
 import Foundation
 import ShmEngine
+import ShmSynthetic
 import TestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ShmEngine
+import ShmSynthetic
 import TestSupport
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import ShmSynthetic
 import TestSupport
 import Testing
 

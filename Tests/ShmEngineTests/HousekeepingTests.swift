@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ShmSynthetic
 import Testing
 
 @testable import ShmEngine

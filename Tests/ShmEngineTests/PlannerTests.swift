@@ -1,3 +1,4 @@
+import ShmSynthetic
 import Testing
 
 @testable import ShmEngine
@@ -146,6 +147,55 @@ private func key(_ kind: SegmentKind, _ stage: Int = 0, nsid: Int = 4) -> Segmen
         }
     }
 
+    /// The API and the CLI show these messages: the shared rules keep each one worded for segments.
+    @Test func structuralMessages() {
+        let all = described(spec)
+        var small = all
+        small[0].live.size = 2155
+        var old = spec
+        old.baseVersion = 9
+        var unclean = spec
+        unclean.shutdownStatus = 0
+        var tinyMeta = all
+        tinyMeta[5].live.size = 23
+        let cases: [([ScannedSegment], EngineError)] = [
+            (small, EngineError(.invalidSegments, "base segment 0xae304000 is 2155 bytes, less than 2156")),
+            (
+                described(old),
+                EngineError(.invalidSegments, "base segment 0xae304000 has unsupported version 9 (10..12)")
+            ),
+            (
+                described(unclean),
+                EngineError(
+                    .uncleanShutdown, "namespace users was not shut down cleanly (base 0xae304000 shutdown status 0)")
+            ),
+            (
+                all.filter { $0.live.key != key(.treex) },
+                EngineError(.invalidSegments, "namespace users: missing treex segment 0xae304001")
+            ),
+            (
+                all.filter { $0.live.key != key(.primaryStage, 0) },
+                EngineError(.invalidSegments, "namespace users: missing primary stage segment 0xae304100")
+            ),
+            (
+                described(spec, baseArenas: 4),
+                EngineError(.invalidSegments, "namespace users: base 0xae304000 counts 4 primary stages, found 3")
+            ),
+            (
+                all.filter { $0.live.key != key(.secondaryStage, 0) },
+                EngineError(.invalidSegments, "namespace users: missing secondary stage segment 0xa2304100")
+            ),
+            (tinyMeta, EngineError(.invalidSegments, "meta segment 0xa2304000 is smaller than 24 bytes")),
+            (
+                described(spec, metaArenas: 3),
+                EngineError(.invalidSegments, "namespace users: meta 0xa2304000 counts 3 secondary stages, found 2")
+            ),
+        ]
+        for (segments, expected) in cases {
+            #expect(throws: expected) { try plan(segments) }
+        }
+    }
+
     @Test func secondaryStagesWithoutMetaAreIgnoredLikeAsmt() throws {
         let result = try plan(described(spec).filter { $0.live.key.kind != .meta })
         #expect(!result.segments.contains { $0.kind == .secondaryStage || $0.kind == .meta })
@@ -190,9 +240,11 @@ private func backupFiles(_ spec: SyntheticNamespace, compressed: Bool = true) ->
         default: break
         }
         return BackupFile(
-            name: key.fileName(compressed: gz), key: key, compressed: gz,
-            fileSize: gz ? UInt64(entry.size / 2) : UInt64(entry.size), uid: 1234, gid: 2345, mode: 0o640,
-            header: gz ? .success(ASMTHeader(segmentSize: UInt64(entry.size), crc32: 7)) : nil, facts: facts)
+            name: key.fileName(compressed: gz), compressed: gz,
+            candidate: CandidateSegment(
+                key: key, size: gz ? UInt64(entry.size / 2) : UInt64(entry.size), facts: facts),
+            owner: (1234, 2345, 0o640),
+            header: gz ? .success(ASMTHeader(segmentSize: UInt64(entry.size), crc32: 7)) : nil)
     }
 }
 
@@ -234,17 +286,61 @@ private func restorePlan(
         gzMeta[5].header = .success(ASMTHeader(segmentSize: 4096, crc32: 0))
         Fixture.expectCode(.invalidBackup) { _ = try restorePlan(gzMeta) }
         var tinyBase = files
-        tinyBase[0].fileSize = 1000
+        tinyBase[0].candidate.size = 1000
         Fixture.expectCode(.invalidBackup) { _ = try restorePlan(tinyBase) }
         var metaCount = files
-        metaCount[5].facts?.arenas = 5
+        metaCount[5].candidate.facts?.arenas = 5
         Fixture.expectCode(.invalidBackup) { _ = try restorePlan(metaCount) }
         var giant = files
         giant[2].header = .success(ASMTHeader(segmentSize: 1 << 50, crc32: 0))
         Fixture.expectCode(.invalidBackup) { _ = try restorePlan(giant) }
         var unclean = files
-        unclean[0].facts?.shutdownStatus = 0
+        unclean[0].candidate.facts?.shutdownStatus = 0
         Fixture.expectCode(.uncleanShutdown) { _ = try restorePlan(unclean) }
+    }
+
+    /// The API and the CLI show these messages: the shared rules keep each one worded for files.
+    @Test func structuralMessages() {
+        let files = backupFiles(spec)
+        var tinyBase = files
+        tinyBase[0].candidate.size = 1000
+        var old = files
+        old[0].candidate.facts?.version = 13
+        var unclean = files
+        unclean[0].candidate.facts?.shutdownStatus = 2
+        var primaryCount = files
+        primaryCount[0].candidate.facts?.arenas = 2
+        var tinyMeta = files
+        tinyMeta[5].candidate.size = 20
+        var metaCount = files
+        metaCount[5].candidate.facts?.arenas = 5
+        let cases: [([BackupFile], EngineError)] = [
+            (tinyBase, EngineError(.invalidBackup, "base file ae304000.dat is 1000 bytes, less than 2156")),
+            (old, EngineError(.invalidBackup, "base file ae304000.dat has unsupported version 13 (10..12)")),
+            (unclean, EngineError(.uncleanShutdown, "base file ae304000.dat records an unclean shutdown (status 2)")),
+            (
+                files.filter { $0.key != key(.treex) },
+                EngineError(.invalidBackup, "namespace users: missing treex file ae304001.dat")
+            ),
+            (
+                files.filter { $0.key != key(.primaryStage, 2) },
+                EngineError(.invalidBackup, "namespace users: base file counts 3 primary stages, found 2")
+            ),
+            (
+                files.filter { $0.key != key(.primaryStage, 0) },
+                EngineError(.invalidBackup, "namespace users: missing primary stage file for 0xae304100")
+            ),
+            (primaryCount, EngineError(.invalidBackup, "namespace users: base file counts 2 primary stages, found 3")),
+            (
+                files.filter { $0.key != key(.secondaryStage, 0) },
+                EngineError(.invalidBackup, "namespace users: missing secondary stage file for 0xa2304100")
+            ),
+            (tinyMeta, EngineError(.invalidBackup, "meta file a2304000.dat is smaller than 24 bytes")),
+            (metaCount, EngineError(.invalidBackup, "namespace users: meta file counts 5 secondary stages, found 2")),
+        ]
+        for (files, expected) in cases {
+            #expect(throws: expected) { try restorePlan(files) }
+        }
     }
 
     @Test func refusesWhenSegmentsOfTheNsidExist() {
@@ -272,7 +368,7 @@ private func restorePlan(
         #expect(checked.segments.allSatisfy { $0.uid == 1 && $0.gid == 1 && $0.mode == 0o600 })
         #expect(checked.warnings.count == checked.segments.count)
         var shorter = files
-        shorter[2].fileSize -= 1
+        shorter[2].candidate.size -= 1
         Fixture.expectCode(.invalidBackup) { _ = try restorePlan(shorter, manifest: manifest) }
         Fixture.expectCode(.invalidBackup) {
             _ = try restorePlan(files.filter { $0.key != key(.dataStage, 1) }, manifest: manifest)

@@ -1,6 +1,7 @@
 import CZlib
 import Foundation
 import Glibc
+import ShmSynthetic
 import TestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Glibc
 import ShmEngine
+import ShmSynthetic
 
 /// Synthetic segment sets of the tests: instances 13..15 only, created exclusively, and a clear failure naming the
 /// process that holds a key when one exists (another suite on this host, or a leftover).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ShmEngine
+import ShmSynthetic
 import Synchronization
 
 // Local commands that run the engine without the service: analyze, backup, restore, segments, demo.

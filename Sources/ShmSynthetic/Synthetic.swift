@@ -1,25 +1,26 @@
 import Glibc
+import ShmEngine
 
 /// Aerospike-shaped synthetic segments: used by tests, the benchmark and `asmtd demo`.
-public struct SyntheticNamespace: Sendable {
-    public var name: String
-    public var nsid: Int
-    public var primaryStages: Int
-    public var stageSize: Int
+package struct SyntheticNamespace: Sendable {
+    package var name: String
+    package var nsid: Int
+    package var primaryStages: Int
+    package var stageSize: Int
     /// 0 = no meta.
-    public var secondaryStages: Int
-    public var dataStages: Int
-    public var baseVersion: UInt32 = 12
-    public var shutdownStatus: UInt32 = 1
-    public var uid: UInt32
-    public var gid: UInt32
-    public var mode: UInt32
+    package var secondaryStages: Int
+    package var dataStages: Int
+    package var baseVersion: UInt32 = 12
+    package var shutdownStatus: UInt32 = 1
+    package var uid: UInt32
+    package var gid: UInt32
+    package var mode: UInt32
     /// Deterministic index-like content (compresses to ~70%).
-    public var seed: UInt64
+    package var seed: UInt64
     /// Mostly zero pages: only the first page of each segment gets content (for very large segments).
-    public var sparse = false
+    package var sparse = false
 
-    public init(
+    package init(
         name: String, nsid: Int, primaryStages: Int = 2, stageSize: Int = 1 << 20, secondaryStages: Int = 1,
         dataStages: Int = 1, uid: UInt32 = 0, gid: UInt32 = 0, mode: UInt32 = 0o600, seed: UInt64 = 1
     ) {
@@ -36,7 +37,7 @@ public struct SyntheticNamespace: Sendable {
     }
 
     /// Keys and sizes of the whole set, in file order.
-    func layout(instance: Int) -> [(key: SegmentKey, size: Int)] {
+    package func layout(instance: Int) -> [(key: SegmentKey, size: Int)] {
         var result: [(SegmentKey, Int)] = [
             (SegmentKey(kind: .base, instance: instance, nsid: nsid), SyntheticSegments.baseSize),
             (SegmentKey(kind: .treex, instance: instance, nsid: nsid), max(4096, min(stageSize, 1 << 20))),
@@ -58,13 +59,13 @@ public struct SyntheticNamespace: Sendable {
     }
 }
 
-public enum SyntheticSegments {
-    static let baseSize = 4096
+package enum SyntheticSegments {
+    package static let baseSize = 4096
     /// The last 16 bytes of every synthetic segment.
-    static let marker: [UInt8] = Array("ASMTD-SYNTHETIC".utf8) + [0]
+    package static let marker: [UInt8] = Array("ASMTD-SYNTHETIC".utf8) + [0]
 
     /// Creates the whole set exclusively (fails if any key exists); returns what it created.
-    public static func create(instance: Int, namespace: SyntheticNamespace) throws(EngineError) -> [LiveSegment] {
+    package static func create(instance: Int, namespace: SyntheticNamespace) throws(EngineError) -> [LiveSegment] {
         guard (0...15).contains(instance), (1...32).contains(namespace.nsid), !namespace.name.isEmpty,
             namespace.name.utf8.count <= Layout.nameLength,
             (1...SegmentKey.maxStages).contains(namespace.primaryStages),
@@ -101,36 +102,32 @@ public enum SyntheticSegments {
     }
 
     /// Removes exactly these shmids (only if they still carry the same key).
-    public static func remove(_ segments: [LiveSegment]) {
+    package static func remove(_ segments: [LiveSegment]) {
         for segment in segments {
-            guard let info = SharedMemory.stat(shmid: segment.shmid), info.key == segment.key.rawValue else { continue }
+            guard SharedMemory.lookup(segment.key) == segment.shmid else { continue }
             SharedMemory.remove(shmid: segment.shmid)
         }
     }
 
-    /// The unattached segments of `namespace` on `instance` that carry the synthetic marker (what `create` made).
-    /// Addition to the contract, for `asmtd demo remove`.
-    public static func find(instance: Int, namespace: String) throws(EngineError) -> [LiveSegment] {
-        let scanned = try SharedMemory.scan(instance: instance)
-        let nsids = Set(
-            scanned.filter { $0.live.key.kind == .base && sameName($0.facts.namespace, namespace) }.map(\.live.key.nsid)
-        )
-        return scanned.filter { segment in
-            let key = segment.live.key
-            let mine = key.kind == .dataStage ? sameName(segment.facts.namespace, namespace) : nsids.contains(key.nsid)
-            return mine && segment.live.attachCount == 0 && hasMarker(segment.live)
-        }.map(\.live)
+    /// The unattached segments of `namespace` on `instance` that carry the synthetic marker (what `create` made),
+    /// for `asmtd demo remove`.
+    package static func find(instance: Int, namespace: String) throws(EngineError) -> [LiveSegment] {
+        let listed = try SharedMemory.segments(instance: instance)
+        let nsids = Set(listed.filter { $0.key.kind == .base && sameName($0.namespace, namespace) }.map(\.key.nsid))
+        return listed.filter { segment in
+            let key = segment.key
+            let mine = key.kind == .dataStage ? sameName(segment.namespace, namespace) : nsids.contains(key.nsid)
+            return mine && segment.attachCount == 0 && hasMarker(segment)
+        }
     }
 
     static func hasMarker(_ segment: LiveSegment) -> Bool {
         guard segment.size >= UInt64(marker.count),
-            let attached = try? SharedMemory.attach(
+            let attachment = try? SharedMemory.attach(
                 shmid: segment.shmid, key: segment.key, size: segment.size, readOnly: true)
         else { return false }
-        defer { SharedMemory.detach(attached) }
-        let address = attached.address
-        let tail = UnsafeRawBufferPointer(start: address + Int(segment.size) - marker.count, count: marker.count)
-        return Array(tail) == marker
+        defer { SharedMemory.detach(attachment) }
+        return Array(attachment.bytes.suffix(marker.count)) == marker
     }
 
     static func fill(
