@@ -37,7 +37,7 @@ enum Leftovers {
 
 extension Engine {
     /// The unattached uncommitted leftovers of an instance (see `Leftovers`).
-    public static func leftovers(instance: Int) throws(EngineError) -> [LeftoverSegment] {
+    package static func leftovers(instance: Int) throws(EngineError) -> [LeftoverSegment] {
         guard (0...15).contains(instance) else {
             throw EngineError(.invalidRequest, "instance \(instance) is out of range 0..15")
         }
@@ -50,7 +50,7 @@ extension Engine {
 
     /// Removes those of `keys` (on their instances) that are unattached uncommitted leftovers; returns them. For a
     /// restore that died before it could report what it created: what it planned is all it can have made.
-    public static func removeUncommitted(keys: [SegmentKey]) -> [SegmentKey] {
+    package static func removeUncommitted(keys: [SegmentKey]) -> [SegmentKey] {
         var removed: [SegmentKey] = []
         for instance in Set(keys.map(\.instance)) {
             guard let segments = try? SharedMemory.segments(instance: instance) else { continue }
@@ -66,7 +66,7 @@ extension Engine {
     /// staging files (`*.partial` of that instance) of `backupDirectories`, each under the directory's lock. A
     /// committed or attached segment is refused unless `force`; a leftover whose namespace cannot be read is refused
     /// when `namespaces` is given.
-    public static func cleanup(
+    package static func cleanup(
         instance: Int, namespaces: [String]?, backupDirectories: [String], force: Bool
     ) throws(EngineError) -> CleanupReport {
         guard (0...15).contains(instance) else {

@@ -6,7 +6,7 @@ extension Engine {
     /// A committed restore whose segments all match the backup's CRC-32s is `.committed` (owner, group and mode
     /// rolled forward from the manifest); an uncommitted one loses its unattached segments (`.removed`); a committed
     /// base whose segments cannot be shown to be the backup's is left alone (`.kept`).
-    public static func recoverRestore(created: [CreatedSegment], directory: String) -> RestoreRecovery {
+    package static func recoverRestore(created: [CreatedSegment], directory: String) -> RestoreRecovery {
         let boot = bootTime()
         var matched: [(segment: LiveSegment, file: String?)] = []
         var missing = 0

@@ -1,13 +1,13 @@
 /// A segment a restore created, as recorded before any byte is written: enough to recognise exactly that segment
 /// later (crash recovery, cleanup) without relying on process ids.
-public struct CreatedSegment: Codable, Sendable, Equatable {
+package struct CreatedSegment: Codable, Sendable, Equatable {
     /// "0x%08x".
-    public var key: String
-    public var shmid: Int32
+    package var key: String
+    package var shmid: Int32
     /// The segment's change time (seconds since the epoch) right after its creation.
-    public var ctime: Int64
+    package var ctime: Int64
 
-    public init(key: String, shmid: Int32, ctime: Int64) {
+    package init(key: String, shmid: Int32, ctime: Int64) {
         self.key = key
         self.shmid = shmid
         self.ctime = ctime
@@ -15,7 +15,7 @@ public struct CreatedSegment: Codable, Sendable, Equatable {
 }
 
 /// What `Engine.recoverRestore` found and did.
-public enum RestoreRecovery: Sendable, Equatable {
+package enum RestoreRecovery: Sendable, Equatable {
     /// Every created segment is there, the base is committed and every CRC-32 matches the backup: the restore
     /// finished. Owner, group and mode were set as recorded where they differed.
     case committed
@@ -28,17 +28,17 @@ public enum RestoreRecovery: Sendable, Equatable {
 }
 
 /// A segment that is asmtd's uncommitted leftover, or another segment `Engine.cleanup` looked at.
-public struct LeftoverSegment: Codable, Sendable, Equatable {
-    public var key: SegmentKey
-    public var shmid: Int32
-    public var size: UInt64
-    public var attachCount: Int
+package struct LeftoverSegment: Codable, Sendable, Equatable {
+    package var key: SegmentKey
+    package var shmid: Int32
+    package var size: UInt64
+    package var attachCount: Int
     /// From the base (or data stage) when it could be read.
-    public var namespace: String?
+    package var namespace: String?
     /// True when the base of its instance and nsid is missing or has version word 0.
-    public var uncommitted: Bool
+    package var uncommitted: Bool
 
-    public init(
+    package init(
         key: SegmentKey, shmid: Int32, size: UInt64, attachCount: Int, namespace: String?, uncommitted: Bool
     ) {
         self.key = key
@@ -51,19 +51,19 @@ public struct LeftoverSegment: Codable, Sendable, Equatable {
 }
 
 /// What `Engine.cleanup` removed and what it refused to touch.
-public struct CleanupReport: Codable, Sendable, Equatable {
-    public struct Refusal: Codable, Sendable, Equatable {
-        public var key: SegmentKey
-        public var shmid: Int32
-        public var reason: String
+package struct CleanupReport: Codable, Sendable, Equatable {
+    package struct Refusal: Codable, Sendable, Equatable {
+        package var key: SegmentKey
+        package var shmid: Int32
+        package var reason: String
     }
 
-    public var removed: [LeftoverSegment] = []
-    public var refused: [Refusal] = []
+    package var removed: [LeftoverSegment] = []
+    package var refused: [Refusal] = []
     /// Staging files (`*.partial`) removed from backup directories.
-    public var removedFiles: [String] = []
+    package var removedFiles: [String] = []
     /// Failures that left something in place (a segment that could not be removed, an unreadable directory).
-    public var errors: [String] = []
+    package var errors: [String] = []
 
-    public init() {}
+    package init() {}
 }

@@ -63,9 +63,9 @@ extension FileAndSegment {
     }
 }
 
-public enum SharedMemory {
+package enum SharedMemory {
     /// SHM_INFO / SHM_STAT walk; tolerant of segments vanishing during the walk. nil = all instances.
-    public static func segments(instance: Int?) throws(EngineError) -> [LiveSegment] {
+    package static func segments(instance: Int?) throws(EngineError) -> [LiveSegment] {
         try scan(instance: instance).map(\.live)
     }
 

@@ -1,23 +1,23 @@
 import Synchronization
 
 /// A live System V segment with an Aerospike key.
-public struct LiveSegment: Sendable, Codable {
-    public var key: SegmentKey
-    public var shmid: Int32
-    public var size: UInt64
-    public var attachCount: Int
-    public var uid: UInt32
-    public var gid: UInt32
+package struct LiveSegment: Sendable, Codable {
+    package var key: SegmentKey
+    package var shmid: Int32
+    package var size: UInt64
+    package var attachCount: Int
+    package var uid: UInt32
+    package var gid: UInt32
     /// Permission bits (& 0o777).
-    public var mode: UInt32
-    public var creatorPID: Int32
+    package var mode: UInt32
+    package var creatorPID: Int32
     /// From the base (offset 1024) and data stages (offset 12); nil for other kinds or when unreadable.
-    public var namespace: String?
+    package var namespace: String?
     /// The base of its instance and nsid is missing or has version word 0: not usable by asd, an unfinished
     /// restore's segment (see README, "How a restore commits").
-    public var uncommitted = false
+    package var uncommitted = false
 
-    public init(
+    package init(
         key: SegmentKey, shmid: Int32, size: UInt64, attachCount: Int, uid: UInt32, gid: UInt32, mode: UInt32,
         creatorPID: Int32, namespace: String? = nil
     ) {
@@ -34,14 +34,14 @@ public struct LiveSegment: Sendable, Codable {
 }
 
 public struct BackupRequest: Sendable {
-    public var instance: Int
-    public var namespaces: [String]
+    package var instance: Int
+    package var namespaces: [String]
     /// The backup directory itself; created 0700 when missing (one level).
-    public var directory: String
-    public var compress: Bool
-    public var verify: Bool
+    package var directory: String
+    package var compress: Bool
+    package var verify: Bool
     /// 0 = one per core.
-    public var threads: Int
+    package var threads: Int
     /// Tests set `.mapping` to exercise the path used where the segment's file cannot be opened.
     var segmentAccess = SegmentAccess.automatic
 
@@ -59,14 +59,14 @@ public struct BackupRequest: Sendable {
 }
 
 public struct RestoreRequest: Sendable {
-    public var instance: Int
-    public var namespaces: [String]
-    public var directory: String
-    public var verify: Bool
-    public var threads: Int
+    package var instance: Int
+    package var namespaces: [String]
+    package var directory: String
+    package var verify: Bool
+    package var threads: Int
     /// Called once, after every segment is created and before any byte is written, with what is needed to find
     /// exactly those segments again (`Engine.recoverRestore`). A throw aborts the restore (its segments are removed).
-    public var onCreated: (@Sendable ([CreatedSegment]) throws(EngineError) -> Void)?
+    package var onCreated: (@Sendable ([CreatedSegment]) throws(EngineError) -> Void)?
     /// Tests set `.mapping` to exercise the path used where the segment's file cannot be opened.
     var segmentAccess = SegmentAccess.automatic
     /// Tests: called once every segment is filled and detached, before owner, mode and the commit.
@@ -85,7 +85,7 @@ public struct PlannedNamespace: Sendable, Codable, Equatable {
     public var name: String
     public var nsid: Int
 
-    public init(name: String, nsid: Int) {
+    package init(name: String, nsid: Int) {
         self.name = name
         self.nsid = nsid
     }
@@ -93,35 +93,35 @@ public struct PlannedNamespace: Sendable, Codable, Equatable {
 
 public struct PlannedSegment: Sendable, Codable {
     public var key: SegmentKey
-    public var kind: SegmentKind
+    package var kind: SegmentKind
     public var namespace: String
     /// Segment size.
     public var size: UInt64
     /// File name inside the directory.
     public var file: String
     public var compressed: Bool
-    public var uid: UInt32
-    public var gid: UInt32
-    public var mode: UInt32
+    package var uid: UInt32
+    package var gid: UInt32
+    package var mode: UInt32
     /// Restore plans: the file's size. (Addition to the contract.)
-    public var fileSize: UInt64? = nil
+    package var fileSize: UInt64? = nil
     /// Restore plans: the CRC-32 recorded in the manifest, when there is one. (Addition to the contract.)
-    public var crc32: UInt32? = nil
+    var crc32: UInt32? = nil
     /// Restore plans of compressed files: the chunk index recorded in the manifest, when there is one.
-    public var chunks: DeflateChunks? = nil
+    var chunks: DeflateChunks? = nil
 }
 
 public struct BackupPlan: Sendable, Codable {
-    public var instance: Int
-    public var directory: String
+    package var instance: Int
+    package var directory: String
     public var namespaces: [PlannedNamespace]
     public var segments: [PlannedSegment]
     public var totalBytes: UInt64
 }
 
 public struct RestorePlan: Sendable, Codable {
-    public var instance: Int
-    public var directory: String
+    package var instance: Int
+    package var directory: String
     public var namespaces: [PlannedNamespace]
     public var segments: [PlannedSegment]
     public var totalBytes: UInt64
@@ -208,14 +208,14 @@ public struct ProgressSnapshot: Sendable {
     public var segmentsTotal: Int
     public var segmentsDone: Int
     /// In plan order.
-    public var segments: [SegmentProgress] = []
+    package var segments: [SegmentProgress] = []
 }
 
-public struct SegmentProgress: Sendable {
-    public var key: SegmentKey
-    public var state: State
+package struct SegmentProgress: Sendable {
+    package var key: SegmentKey
+    package var state: State
 
-    public enum State: String, Sendable, Codable {
+    package enum State: String, Sendable, Codable {
         case pending, running, done, failed
     }
 }
