@@ -82,7 +82,9 @@ let package = Package(
         .testTarget(name: "ShmEngineTests", dependencies: ["ShmEngine", "ShmSynthetic", "TestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "HTTPVectors"]),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "HTTP1", "HTTPVectors", "TestSupport"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTP1", "HTTPCore", "ShmEngine", "ShmSynthetic", "TestSupport"]),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: ["Server", "HTTP1", "HTTPCore", "ShmEngine", "ShmSynthetic", "TestSupport"]),
     ]
 )
 

@@ -2,22 +2,22 @@ import Foundation
 
 /// The completion marker of a backup directory, written last and atomically.
 public struct BackupManifest: Sendable, Codable, Equatable {
-    public static let fileName = "asmtd-manifest.json"
-    public static let currentFormatVersion = 1
+    package static let fileName = "asmtd-manifest.json"
+    package static let currentFormatVersion = 1
 
-    public var formatVersion: Int
-    public var toolVersion: String
-    public var host: String
-    public var instance: Int
+    package var formatVersion: Int
+    package var toolVersion: String
+    package var host: String
+    package var instance: Int
     /// RFC 3339 UTC.
-    public var created: String
-    public var namespaces: [PlannedNamespace]
-    public var segments: [ManifestSegment]
+    package var created: String
+    package var namespaces: [PlannedNamespace]
+    package var segments: [ManifestSegment]
     /// The segments as they were at the end of the backup (the service's freshness evidence); optional.
-    public var evidence: FreshnessEvidence? = nil
+    package var evidence: FreshnessEvidence? = nil
 
     /// nil when the directory has no manifest (incomplete, or written by asmt).
-    public static func load(directory: String) throws(EngineError) -> BackupManifest? {
+    package static func load(directory: String) throws(EngineError) -> BackupManifest? {
         try load(directory: directory, fileName: fileName)
     }
 
@@ -64,22 +64,22 @@ public struct BackupManifest: Sendable, Codable, Equatable {
 }
 
 /// One segment as recorded in the manifest.
-public struct ManifestSegment: Sendable, Codable, Equatable {
-    public var key: SegmentKey
-    public var kind: SegmentKind
-    public var namespace: String
-    public var file: String
-    public var size: UInt64
-    public var compressed: Bool
-    public var fileSize: UInt64
+package struct ManifestSegment: Sendable, Codable, Equatable {
+    package var key: SegmentKey
+    package var kind: SegmentKind
+    package var namespace: String
+    package var file: String
+    package var size: UInt64
+    package var compressed: Bool
+    package var fileSize: UInt64
     /// CRC-32 of the segment bytes.
-    public var crc32: UInt32
-    public var uid: UInt32
-    public var gid: UInt32
-    public var mode: UInt32
+    package var crc32: UInt32
+    package var uid: UInt32
+    package var gid: UInt32
+    package var mode: UInt32
     /// RFC 3339 UTC, when the copy of this segment started and finished.
-    public var started: String
-    public var finished: String
+    package var started: String
+    package var finished: String
     /// Compressed files only: where each deflate chunk lies, so that a restore inflates one file on every core.
-    public var chunks: DeflateChunks? = nil
+    var chunks: DeflateChunks? = nil
 }

@@ -1,12 +1,12 @@
 /// The chunks of a compressed file. The deflate stream is flushed at every chunk boundary, so each chunk inflates
 /// on its own; chunk `i` holds the segment bytes from `i * size`, its deflate data follows chunk `i - 1`'s.
-public struct DeflateChunks: Sendable, Codable, Equatable {
+struct DeflateChunks: Sendable, Codable, Equatable {
     /// Segment bytes per chunk (the last chunk may hold fewer).
-    public var size: Int
+    var size: Int
     /// Length of each chunk's deflate data, in file order from the end of the gzip header.
-    public var lengths: [Int]
+    var lengths: [Int]
     /// CRC-32 of each chunk's segment bytes.
-    public var crc32: [UInt32]
+    var crc32: [UInt32]
 
     /// Limits a restore accepts (the engine writes 8 MiB chunks).
     static let sizeRange = 4096...(64 << 20)

@@ -6,8 +6,8 @@ import Synchronization
 /// A backup holds it exclusively for its whole run, so one directory has one writer; a restore holds it shared, so
 /// that no backup writes or cleans the directory it reads. The lock ends when the descriptor is closed: at
 /// `release()`, when the object goes away, or when the process dies (a kill never leaves a stale lock).
-public final class DirectoryLock: Sendable {
-    public let path: String
+final class DirectoryLock: Sendable {
+    let path: String
     private let descriptor: Atomic<Int32>
 
     private init(path: String, fd: Int32) {
@@ -18,17 +18,17 @@ public final class DirectoryLock: Sendable {
     deinit { release() }
 
     /// The backup's lock: refused with `.backupBusy` while another backup or a restore holds the directory.
-    public static func exclusive(_ path: String) throws(EngineError) -> DirectoryLock {
+    static func exclusive(_ path: String) throws(EngineError) -> DirectoryLock {
         try lock(path, operation: LOCK_EX, holders: "another backup writes into it or a restore reads it")
     }
 
     /// A restore's lock: refused with `.backupBusy` while a backup writes into the directory.
-    public static func shared(_ path: String) throws(EngineError) -> DirectoryLock {
+    static func shared(_ path: String) throws(EngineError) -> DirectoryLock {
         try lock(path, operation: LOCK_SH, holders: "a backup writes into it")
     }
 
     /// Closes the descriptor once, which ends the lock; later calls do nothing.
-    public func release() {
+    func release() {
         let fd = descriptor.exchange(-1, ordering: .acquiringAndReleasing)
         if fd >= 0 { close(fd) }
     }

@@ -10,7 +10,7 @@ public enum Engine {
     public static let version = "0.1.0"
 
     /// Name of the compression codec in use ("isa-l" or "zlib").
-    public static var codecName: String { Codec.name }
+    package static var codecName: String { Codec.name }
 
     /// Pre-flight: reads live segments and the directory, writes nothing. All of asmt's sanity rules.
     public static func planBackup(_ request: BackupRequest) throws(EngineError) -> BackupPlan {
@@ -80,7 +80,7 @@ public enum Engine {
     /// Removes what an interrupted backup left in `directory` (staging files, and the files of an unfinished
     /// publication, base files first); completes a publication that lacked only the manifest's rename. Takes the
     /// directory's lock (`.backupBusy` while a backup or a restore holds it). Returns the names removed.
-    public static func removeStaging(directory: String) throws(EngineError) -> [String] {
+    package static func removeStaging(directory: String) throws(EngineError) -> [String] {
         let lock = try DirectoryLock.exclusive(directory)
         defer { lock.release() }
         return try BackupStaging.clean(directory: directory)

@@ -9,11 +9,11 @@ import Synchronization
 /// 0600. The holder writes its pid and a description into the file after locking, so that a refusal can name it.
 /// The file is never removed (removing a lock file races with a process about to lock it); the lock ends when the
 /// descriptor is closed, by `release()` or by the process's death.
-public final class InstanceLock: Sendable {
-    public static let defaultRuntimeDirectory = "/run/asmtd"
+package final class InstanceLock: Sendable {
+    package static let defaultRuntimeDirectory = "/run/asmtd"
 
-    public let instance: Int
-    public let path: String
+    package let instance: Int
+    package let path: String
     private let descriptor: Atomic<Int32>
 
     private init(instance: Int, path: String, fd: Int32) {
@@ -25,7 +25,7 @@ public final class InstanceLock: Sendable {
     deinit { release() }
 
     /// The runtime directory: `explicit`, else `ASMTD_RUNTIME_DIR`, else `/run/asmtd`.
-    public static func runtimeDirectory(_ explicit: String? = nil) -> String {
+    package static func runtimeDirectory(_ explicit: String? = nil) -> String {
         if let explicit, !explicit.isEmpty { return explicit }
         if let value = getenv("ASMTD_RUNTIME_DIR").map({ String(cString: $0) }), !value.isEmpty { return value }
         return defaultRuntimeDirectory
@@ -33,7 +33,7 @@ public final class InstanceLock: Sendable {
 
     /// Takes the instance's lock or throws `.instanceBusy` naming the holder. `holder` describes this job
     /// (for example "asmtd backup" or "asmtd service job 1f2e").
-    public static func acquire(
+    package static func acquire(
         instance: Int, runtimeDirectory: String? = nil, holder: String
     ) throws(EngineError) -> InstanceLock {
         guard (0...15).contains(instance) else {
@@ -66,7 +66,7 @@ public final class InstanceLock: Sendable {
     }
 
     /// Ends the lock (once; later calls do nothing).
-    public func release() {
+    package func release() {
         let fd = descriptor.exchange(-1, ordering: .acquiringAndReleasing)
         if fd >= 0 { close(fd) }
     }

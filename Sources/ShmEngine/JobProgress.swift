@@ -36,14 +36,14 @@ public struct ProgressSnapshot: Sendable {
     public var segmentsTotal: Int
     public var segmentsDone: Int
     /// In plan order.
-    public var segments: [SegmentProgress] = []
+    package var segments: [SegmentProgress] = []
 }
 
-public struct SegmentProgress: Sendable {
-    public var key: SegmentKey
-    public var state: State
+package struct SegmentProgress: Sendable {
+    package var key: SegmentKey
+    package var state: State
 
-    public enum State: String, Sendable, Codable {
+    package enum State: String, Sendable, Codable {
         case pending, running, done, failed
     }
 }

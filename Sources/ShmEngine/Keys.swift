@@ -20,12 +20,12 @@ public enum SegmentKind: String, Sendable, Codable, CaseIterable {
     }
 
     /// Base and meta are never compressed.
-    public var compressible: Bool { self != .base && self != .meta }
+    package var compressible: Bool { self != .base && self != .meta }
 }
 
 /// A System V key of an Aerospike segment: `TYPE<<24 | INSTANCE<<20 | NSID<<12 | LOW`.
 public struct SegmentKey: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
-    public let rawValue: UInt32
+    package let rawValue: UInt32
 
     static let primaryType: UInt32 = 0xAE
     static let secondaryType: UInt32 = 0xA2
@@ -36,7 +36,7 @@ public struct SegmentKey: Hashable, Comparable, Sendable, Codable, CustomStringC
     package static let maxDataStages = 0x100
 
     /// nil when not a valid Aerospike key (type byte, nsid 1..32, low range).
-    public init?(rawValue: UInt32) {
+    package init?(rawValue: UInt32) {
         let type = rawValue >> 24
         let nsid = (rawValue >> 12) & 0xFF
         let low = rawValue & 0xFFF
@@ -54,7 +54,7 @@ public struct SegmentKey: Hashable, Comparable, Sendable, Codable, CustomStringC
         self.rawValue = rawValue
     }
 
-    public init(kind: SegmentKind, instance: Int, nsid: Int, stage: Int = 0) {
+    package init(kind: SegmentKind, instance: Int, nsid: Int, stage: Int = 0) {
         precondition((0...15).contains(instance), "instance out of range")
         precondition((1...32).contains(nsid), "nsid out of range")
         switch kind {
@@ -108,10 +108,10 @@ public struct SegmentKey: Hashable, Comparable, Sendable, Codable, CustomStringC
 
     public var description: String { hex }
 
-    public func fileName(compressed: Bool) -> String { hex8 + (compressed ? ".dat.gz" : ".dat") }
+    package func fileName(compressed: Bool) -> String { hex8 + (compressed ? ".dat.gz" : ".dat") }
 
     /// Parses `%08x.dat` / `%08x.dat.gz` (hex digits of either case). nil for anything else.
-    public static func parse(fileName: String) -> (key: SegmentKey, compressed: Bool)? {
+    static func parse(fileName: String) -> (key: SegmentKey, compressed: Bool)? {
         let utf8 = Array(fileName.utf8)
         guard utf8.count == 12 || utf8.count == 15 else { return nil }
         var value: UInt32 = 0

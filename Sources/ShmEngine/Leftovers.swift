@@ -37,7 +37,7 @@ enum Leftovers {
 
 extension Engine {
     /// The unattached uncommitted leftovers of an instance (see `Leftovers`).
-    public static func leftovers(instance: Int) throws(EngineError) -> [LeftoverSegment] {
+    package static func leftovers(instance: Int) throws(EngineError) -> [LeftoverSegment] {
         guard (0...15).contains(instance) else {
             throw EngineError(.invalidRequest, "instance \(instance) is out of range 0..15")
         }
@@ -50,7 +50,7 @@ extension Engine {
 
     /// Removes those of `keys` (on their instances) that are unattached uncommitted leftovers; returns them. For a
     /// restore that died before it could report what it created: what it planned is all it can have made.
-    public static func removeUncommitted(keys: [SegmentKey]) -> [SegmentKey] {
+    package static func removeUncommitted(keys: [SegmentKey]) -> [SegmentKey] {
         var removed: [SegmentKey] = []
         for instance in Set(keys.map(\.instance)) {
             guard let segments = try? SharedMemory.segments(instance: instance) else { continue }
@@ -66,7 +66,7 @@ extension Engine {
     /// staging files (`*.partial` of that instance) of `backupDirectories`, each under the directory's lock. A
     /// committed or attached segment is refused unless `force`; a leftover whose namespace cannot be read is refused
     /// when `namespaces` is given.
-    public static func cleanup(
+    package static func cleanup(
         instance: Int, namespaces: [String]?, backupDirectories: [String], force: Bool
     ) throws(EngineError) -> CleanupReport {
         guard (0...15).contains(instance) else {
@@ -159,17 +159,17 @@ enum StagingFiles {
 }
 
 /// A segment that is asmtd's uncommitted leftover, or another segment `Engine.cleanup` looked at.
-public struct LeftoverSegment: Codable, Sendable, Equatable {
-    public var key: SegmentKey
-    public var shmid: Int32
-    public var size: UInt64
-    public var attachCount: Int
+package struct LeftoverSegment: Codable, Sendable, Equatable {
+    package var key: SegmentKey
+    package var shmid: Int32
+    package var size: UInt64
+    package var attachCount: Int
     /// From the base (or data stage) when it could be read.
-    public var namespace: String?
+    package var namespace: String?
     /// True when the base of its instance and nsid is missing or has version word 0.
-    public var uncommitted: Bool
+    package var uncommitted: Bool
 
-    public init(
+    package init(
         key: SegmentKey, shmid: Int32, size: UInt64, attachCount: Int, namespace: String?, uncommitted: Bool
     ) {
         self.key = key
@@ -182,19 +182,19 @@ public struct LeftoverSegment: Codable, Sendable, Equatable {
 }
 
 /// What `Engine.cleanup` removed and what it refused to touch.
-public struct CleanupReport: Codable, Sendable, Equatable {
-    public struct Refusal: Codable, Sendable, Equatable {
-        public var key: SegmentKey
-        public var shmid: Int32
-        public var reason: String
+package struct CleanupReport: Codable, Sendable, Equatable {
+    package struct Refusal: Codable, Sendable, Equatable {
+        package var key: SegmentKey
+        package var shmid: Int32
+        package var reason: String
     }
 
-    public var removed: [LeftoverSegment] = []
-    public var refused: [Refusal] = []
+    package var removed: [LeftoverSegment] = []
+    package var refused: [Refusal] = []
     /// Staging files (`*.partial`) removed from backup directories.
-    public var removedFiles: [String] = []
+    package var removedFiles: [String] = []
     /// Failures that left something in place (a segment that could not be removed, an unreadable directory).
-    public var errors: [String] = []
+    package var errors: [String] = []
 
-    public init() {}
+    package init() {}
 }

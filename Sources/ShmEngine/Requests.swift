@@ -1,13 +1,13 @@
 /// A backup of an instance's namespaces into a directory, as a caller asks for it.
 public struct BackupRequest: Sendable {
-    public var instance: Int
-    public var namespaces: [String]
+    package var instance: Int
+    package var namespaces: [String]
     /// The backup directory itself; created 0700 when missing (one level).
-    public var directory: String
-    public var compress: Bool
-    public var verify: Bool
+    package var directory: String
+    package var compress: Bool
+    package var verify: Bool
     /// 0 = one per core.
-    public var threads: Int
+    package var threads: Int
     /// Tests set `.mapping` to exercise the path used where the segment's file cannot be opened.
     var segmentAccess = SegmentAccess.automatic
 
@@ -26,14 +26,14 @@ public struct BackupRequest: Sendable {
 
 /// A restore of an instance's namespaces from a backup directory, as a caller asks for it.
 public struct RestoreRequest: Sendable {
-    public var instance: Int
-    public var namespaces: [String]
-    public var directory: String
-    public var verify: Bool
-    public var threads: Int
+    package var instance: Int
+    package var namespaces: [String]
+    package var directory: String
+    package var verify: Bool
+    package var threads: Int
     /// Called once, after every segment is created and before any byte is written, with what is needed to find
     /// exactly those segments again (`Engine.recoverRestore`). A throw aborts the restore (its segments are removed).
-    public var onCreated: (@Sendable ([CreatedSegment]) throws(EngineError) -> Void)?
+    package var onCreated: (@Sendable ([CreatedSegment]) throws(EngineError) -> Void)?
     /// Tests set `.mapping` to exercise the path used where the segment's file cannot be opened.
     var segmentAccess = SegmentAccess.automatic
     /// Tests: called once every segment is filled and detached, before owner, mode and the commit.

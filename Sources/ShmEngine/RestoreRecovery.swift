@@ -2,14 +2,14 @@ import Glibc
 
 /// A segment a restore created, as recorded before any byte is written: enough to recognise exactly that segment
 /// later (crash recovery, cleanup) without relying on process ids.
-public struct CreatedSegment: Codable, Sendable, Equatable {
+package struct CreatedSegment: Codable, Sendable, Equatable {
     /// "0x%08x".
-    public var key: String
-    public var shmid: Int32
+    package var key: String
+    package var shmid: Int32
     /// The segment's change time (seconds since the epoch) right after its creation.
-    public var ctime: Int64
+    package var ctime: Int64
 
-    public init(key: String, shmid: Int32, ctime: Int64) {
+    package init(key: String, shmid: Int32, ctime: Int64) {
         self.key = key
         self.shmid = shmid
         self.ctime = ctime
@@ -17,7 +17,7 @@ public struct CreatedSegment: Codable, Sendable, Equatable {
 }
 
 /// What `Engine.recoverRestore` found and did.
-public enum RestoreRecovery: Sendable, Equatable {
+package enum RestoreRecovery: Sendable, Equatable {
     /// Every created segment is there, the base is committed and every CRC-32 matches the backup: the restore
     /// finished. Owner, group and mode were set as recorded where they differed.
     case committed
@@ -35,7 +35,7 @@ extension Engine {
     /// A committed restore whose segments all match the backup's CRC-32s is `.committed` (owner, group and mode
     /// rolled forward from the manifest); an uncommitted one loses its unattached segments (`.removed`); a committed
     /// base whose segments cannot be shown to be the backup's is left alone (`.kept`).
-    public static func recoverRestore(created: [CreatedSegment], directory: String) -> RestoreRecovery {
+    package static func recoverRestore(created: [CreatedSegment], directory: String) -> RestoreRecovery {
         let boot = bootTime()
         var matched: [(segment: LiveSegment, file: String?)] = []
         var missing = 0

@@ -1,23 +1,23 @@
 import Glibc
 
 /// A live System V segment with an Aerospike key.
-public struct LiveSegment: Sendable, Codable {
-    public var key: SegmentKey
-    public var shmid: Int32
-    public var size: UInt64
-    public var attachCount: Int
-    public var uid: UInt32
-    public var gid: UInt32
+package struct LiveSegment: Sendable, Codable {
+    package var key: SegmentKey
+    package var shmid: Int32
+    package var size: UInt64
+    package var attachCount: Int
+    package var uid: UInt32
+    package var gid: UInt32
     /// Permission bits (& 0o777).
-    public var mode: UInt32
-    public var creatorPID: Int32
+    package var mode: UInt32
+    package var creatorPID: Int32
     /// From the base (offset 1024) and data stages (offset 12); nil for other kinds or when unreadable.
-    public var namespace: String?
+    package var namespace: String?
     /// The base of its instance and nsid is missing or has version word 0: not usable by asd, an unfinished
     /// restore's segment (see README, "How a restore commits").
-    public var uncommitted = false
+    package var uncommitted = false
 
-    public init(
+    package init(
         key: SegmentKey, shmid: Int32, size: UInt64, attachCount: Int, uid: UInt32, gid: UInt32, mode: UInt32,
         creatorPID: Int32, namespace: String? = nil
     ) {
@@ -43,7 +43,7 @@ struct ScannedSegment: Sendable {
 
 extension SharedMemory {
     /// SHM_INFO / SHM_STAT walk; tolerant of segments vanishing during the walk. nil = all instances.
-    public static func segments(instance: Int?) throws(EngineError) -> [LiveSegment] {
+    package static func segments(instance: Int?) throws(EngineError) -> [LiveSegment] {
         try scan(instance: instance).map(\.live)
     }
 

@@ -4,18 +4,18 @@ import Glibc
 /// that tells whether a process used the segment. Reading it changes none of these fields; `shmat` sets
 /// `atime` and `lpid`, `shmdt` sets `dtime` and `lpid`, `IPC_SET` sets `ctime`. Pids are as the reader's PID
 /// namespace sees them (0 when invisible); times are Unix seconds (0 = never).
-public struct SegmentEvidence: Sendable, Codable, Equatable, Hashable {
-    public var key: SegmentKey
-    public var shmid: Int32
-    public var size: UInt64
-    public var nattch: Int
-    public var cpid: Int32
-    public var lpid: Int32
-    public var atime: Int64
-    public var dtime: Int64
-    public var ctime: Int64
+package struct SegmentEvidence: Sendable, Codable, Equatable, Hashable {
+    package var key: SegmentKey
+    package var shmid: Int32
+    package var size: UInt64
+    package var nattch: Int
+    package var cpid: Int32
+    package var lpid: Int32
+    package var atime: Int64
+    package var dtime: Int64
+    package var ctime: Int64
 
-    public init(
+    package init(
         key: SegmentKey, shmid: Int32, size: UInt64, nattch: Int, cpid: Int32, lpid: Int32, atime: Int64,
         dtime: Int64, ctime: Int64
     ) {
@@ -31,23 +31,23 @@ public struct SegmentEvidence: Sendable, Codable, Equatable, Hashable {
     }
 
     /// The same segment object (not a new one under the same key).
-    public func sameSegment(as other: SegmentEvidence) -> Bool {
+    package func sameSegment(as other: SegmentEvidence) -> Bool {
         key == other.key && shmid == other.shmid && ctime == other.ctime
     }
 }
 
 /// The evidence recorded at the end of a backup: the segments as they were, when and in which boot. Stored in
 /// the manifest (an optional field; asmt ignores the manifest) and in the service's state.
-public struct FreshnessEvidence: Sendable, Codable, Equatable {
+package struct FreshnessEvidence: Sendable, Codable, Equatable {
     /// `/proc/sys/kernel/random/boot_id` when observed.
-    public var bootID: String
+    package var bootID: String
     /// Unix seconds.
-    public var observed: Int64
+    package var observed: Int64
     /// The process that took the backup (its own attaches show as `lpid`).
-    public var pid: Int32
-    public var segments: [SegmentEvidence]
+    package var pid: Int32
+    package var segments: [SegmentEvidence]
 
-    public init(bootID: String, observed: Int64, pid: Int32, segments: [SegmentEvidence]) {
+    package init(bootID: String, observed: Int64, pid: Int32, segments: [SegmentEvidence]) {
         self.bootID = bootID
         self.observed = observed
         self.pid = pid
@@ -60,11 +60,11 @@ public struct FreshnessEvidence: Sendable, Codable, Equatable {
 }
 
 /// The kernel's System V segment table, read from `/proc/sysvipc/shm`: no attach, no side effect.
-public enum SegmentTable {
-    public static let path = "/proc/sysvipc/shm"
+package enum SegmentTable {
+    package static let path = "/proc/sysvipc/shm"
 
     /// The Aerospike segments (of `instance`, or all), sorted by key.
-    public static func read(instance: Int?) throws(EngineError) -> [SegmentEvidence] {
+    package static func read(instance: Int?) throws(EngineError) -> [SegmentEvidence] {
         guard let text = readText(path) else {
             throw EngineError(.system, "cannot read \(path): \(errnoText())")
         }
@@ -74,7 +74,7 @@ public enum SegmentTable {
     /// Identifies one life of the segment table: the kernel's boot id and the IPC namespace (segments live in
     /// it: a container restarted with a new IPC namespace, even under the same kernel boot, starts without them).
     /// nil when the kernel tells neither.
-    public static func bootID() -> String? {
+    package static func bootID() -> String? {
         let boot = readText("/proc/sys/kernel/random/boot_id")?.filter { !$0.isWhitespace } ?? ""
         var target = [CChar](repeating: 0, count: 64)
         let length = readlink("/proc/self/ns/ipc", &target, target.count - 1)
@@ -86,7 +86,7 @@ public enum SegmentTable {
 
     /// Parses the table's text (pure). Columns are found by the header's names; lines that are not Aerospike
     /// segments or do not parse are skipped.
-    public static func parse(_ text: String) -> [SegmentEvidence] {
+    package static func parse(_ text: String) -> [SegmentEvidence] {
         var lines = text.split(separator: "\n", omittingEmptySubsequences: true)
         guard !lines.isEmpty else { return [] }
         let header = lines.removeFirst().split(separator: " ", omittingEmptySubsequences: true).map(String.init)
@@ -117,7 +117,7 @@ public enum SegmentTable {
     /// changes its attach time and last pid: callers that watch those fields look before and after. Never attaches
     /// a segment a job of this process is restoring or has registered for its end-of-backup check (their jobs
     /// would take the attach for a server's): a restored base is not read, a backed-up one is read from the cache.
-    public static func baseFacts(shmid: Int32, key: SegmentKey, size: UInt64) -> BaseFacts? {
+    package static func baseFacts(shmid: Int32, key: SegmentKey, size: UInt64) -> BaseFacts? {
         guard key.kind == .base, RestoreRegistry.namespace(of: shmid) == nil,
             let prefix = ListingCache.prefixForListing(
                 shmid: shmid, size: size, length: SegmentFacts.prefixLength(kind: .base))
@@ -147,17 +147,17 @@ public enum SegmentTable {
 }
 
 /// What a base segment says about asd's last shutdown.
-public struct BaseFacts: Sendable, Equatable {
-    public var namespace: String?
-    public var version: UInt32?
-    public var shutdownStatus: UInt32?
+package struct BaseFacts: Sendable, Equatable {
+    package var namespace: String?
+    package var version: UInt32?
+    package var shutdownStatus: UInt32?
 
-    public init(namespace: String?, version: UInt32?, shutdownStatus: UInt32?) {
+    package init(namespace: String?, version: UInt32?, shutdownStatus: UInt32?) {
         self.namespace = namespace
         self.version = version
         self.shutdownStatus = shutdownStatus
     }
 
     /// Committed (version word set) and marked clean by asd (shutdown status 1).
-    public var clean: Bool { (version ?? 0) != 0 && shutdownStatus == 1 }
+    package var clean: Bool { (version ?? 0) != 0 && shutdownStatus == 1 }
 }

@@ -14,7 +14,7 @@ package struct Attachment: @unchecked Sendable {
 
 /// The System V shared-memory calls the engine makes, over Glibc. The walk of the kernel's table that lists segments
 /// (`segments`, `scan`) is in SegmentListing.swift.
-public enum SharedMemory {
+package enum SharedMemory {
     /// The attach count of a segment, ignoring brief attachments. A segment listing (this process's or another
     /// asmtd's) attaches base and data segments for microseconds to read their names, while a server stays
     /// attached. Returns the smallest count seen within about 100 ms, as soon as it is `atMost` or lower; nil when
@@ -76,7 +76,9 @@ public enum SharedMemory {
         return id
     }
 
-    package static func attach(shmid: Int32, key: SegmentKey, size: UInt64, readOnly: Bool) throws(EngineError) -> Attachment {
+    package static func attach(
+        shmid: Int32, key: SegmentKey, size: UInt64, readOnly: Bool
+    ) throws(EngineError) -> Attachment {
         guard let address = attachAddress(shmid: shmid, readOnly: readOnly) else {
             throw EngineError(.system, "cannot attach segment \(key.hex) (shmid \(shmid)): \(errnoText())")
         }
@@ -119,7 +121,9 @@ public enum SharedMemory {
         return fd
     }
 
-    package static func setOwner(shmid: Int32, key: SegmentKey, uid: UInt32, gid: UInt32, mode: UInt32) throws(EngineError) {
+    package static func setOwner(
+        shmid: Int32, key: SegmentKey, uid: UInt32, gid: UInt32, mode: UInt32
+    ) throws(EngineError) {
         var ds = shmid_ds()
         guard shmctl(shmid, IPC_STAT, &ds) == 0 else {
             throw EngineError(.system, "cannot set owner and mode of segment \(key.hex): \(errnoText())")
