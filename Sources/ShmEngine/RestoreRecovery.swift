@@ -119,8 +119,7 @@ extension Engine {
 struct RecordedSegment: Equatable {
     var size: UInt64
     var crc32: UInt32
-    var uid: UInt32
-    var gid: UInt32
+    var uid, gid: UInt32
     var mode: UInt32
 
     /// From the manifest when the directory has one, else from the files (plain: their bytes; compressed: the ASMT

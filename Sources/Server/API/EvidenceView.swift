@@ -4,11 +4,8 @@ struct EvidenceView: Sendable, Encodable {
         var key: String
         var shmid: Int32
         var nattch: Int
-        var cpid: Int32
-        var lpid: Int32
-        var atime: Int64
-        var dtime: Int64
-        var ctime: Int64
+        var cpid, lpid: Int32
+        var atime, dtime, ctime: Int64
     }
 
     struct Namespace: Sendable, Encodable {

@@ -1,10 +1,8 @@
 /// The job object as the API shows it (kebab-case, RFC 3339 times, progress figures).
 struct JobResource: Sendable, Codable {
     struct Progress: Sendable, Codable {
-        var bytesTotal: UInt64
-        var bytesDone: UInt64
-        var segmentsTotal: Int
-        var segmentsDone: Int
+        var bytesTotal, bytesDone: UInt64
+        var segmentsTotal, segmentsDone: Int
         var percentageDone: Int
         var bytesPerSecond: Double
         /// The end, once known (the finish time of a finished job).

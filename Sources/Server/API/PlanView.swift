@@ -13,8 +13,7 @@ struct PlanView: Encodable, Sendable {
         var size: UInt64
         var file: String
         var compressed: Bool
-        var uid: UInt32
-        var gid: UInt32
+        var uid, gid: UInt32
         var mode: String
     }
     var dryRun = true

@@ -11,8 +11,7 @@ struct SegmentView: Encodable, Sendable {
     var size: UInt64
     var shmid: Int32
     var attached: Int
-    var uid: UInt32
-    var gid: UInt32
+    var uid, gid: UInt32
     var mode: String
     var creatorPID: Int32
     /// The base of its instance and nsid is missing or has version word 0 (an unfinished restore's).

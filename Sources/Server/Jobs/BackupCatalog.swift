@@ -15,8 +15,7 @@ struct BackupInfo: Sendable, Encodable {
     var created: String
     var namespaces: [String]
     var segments: Int
-    var bytes: UInt64
-    var fileBytes: UInt64
+    var bytes, fileBytes: UInt64
     var compressed: Bool
     @Nullable var toolVersion: String? = nil
     @Nullable var host: String? = nil
