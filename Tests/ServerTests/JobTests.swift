@@ -211,13 +211,8 @@ extension ShmTests {
             try store.save(backup)
             try store.save(restore)
 
-            var settings = ServiceSettings()
-            settings.port = 0
-            settings.stateDir = directory.path + "/state"
-            let config = Config(
-                file: "", service: settings,
-                instances: [InstanceConfig(instance: 14, backupPath: backupPath, namespaces: ["srv-recover"])],
-                authToken: nil)
+            let config = Config.inProcess(
+                stateDir: directory.path + "/state", instance: 14, backupPath: backupPath, namespaces: ["srv-recover"])
             let service = Service(config: config, logger: .init(label: "test"))
             try service.start()
             defer { Task { await service.shutdown() } }

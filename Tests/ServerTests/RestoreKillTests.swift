@@ -289,13 +289,8 @@ extension ShmTests {
                     progress: ProgressRecord(), segments: [], error: nil)
                 record.createdSegments = created.withLock { $0 }
                 try store.save(record)
-                var settings = ServiceSettings()
-                settings.port = 0
-                settings.stateDir = temp.path + "/state"
-                let config = Config(
-                    file: "", service: settings,
-                    instances: [InstanceConfig(instance: 15, backupPath: backupPath, namespaces: ["kept28"])],
-                    authToken: nil)
+                let config = Config.inProcess(
+                    stateDir: temp.path + "/state", instance: 15, backupPath: backupPath, namespaces: ["kept28"])
                 let service = Service(config: config, logger: .init(label: "test"))
                 try service.jobs.recover()
                 let recovered = service.jobs.job(record.id)

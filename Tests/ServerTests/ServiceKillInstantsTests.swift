@@ -61,19 +61,25 @@ extension ShmTests {
             return (ContinuousClock.now - start, done)
         }
 
-        /// Submits a job, waits until it runs, sleeps `delay`, SIGKILLs the service and starts it again:
-        /// returns the restarted service and the job's id.
-        func killDuring(
-            _ service: AsmtdProcess, port: Int, config: String, _ path: String, after delay: Duration
-        ) async throws -> (AsmtdProcess, Int, String) {
-            let id = try await submit(port: port, path)
-            let running = try await waitUntilStarted(port: port, id)
-            try #require(running["state"] as? String == "running", "the job must run before the kill: \(running)")
-            try await Task.sleep(for: delay)
-            service.signal(SIGKILL)
-            #expect(await service.waitForExit() != nil, "the killed service must end")
-            let restarted = try AsmtdProcess(["-c", config])
-            return (restarted, try await restarted.waitForPort(), id)
+        /// For each of `instants` delays spread over 0..1.5 × `duration`: submits a job, waits until it runs,
+        /// sleeps the delay, SIGKILLs the service and starts it again, then hands the delay and the job as the
+        /// restarted service reports it to `check`. `service` and `port` end as the last restarted service's.
+        func killAtInstants(
+            _ instants: Int, over duration: Duration, service: inout AsmtdProcess, port: inout Int, config: String,
+            _ path: String, check: (Duration, [String: Any]) throws -> Void
+        ) async throws {
+            for delay in spread(duration, instants) {
+                let id = try await submit(port: port, path)
+                let running = try await waitUntilStarted(port: port, id)
+                try #require(
+                    running["state"] as? String == "running", "the job must run before the kill: \(running)")
+                try await Task.sleep(for: delay)
+                service.signal(SIGKILL)
+                #expect(await service.waitForExit() != nil, "the killed service must end")
+                service = try AsmtdProcess(["-c", config])
+                port = try await service.waitForPort()
+                try check(delay, try await job(port: port, id))
+            }
         }
 
         @Test func aRestoreKilledAtManyInstantsEndsRestoredOrRemoved() async throws {
@@ -100,12 +106,9 @@ extension ShmTests {
 
             var restored = 0
             var removed = 0
-            for delay in spread(duration, 12) {
-                let (next, nextPort, id) = try await killDuring(
-                    service, port: port, config: config, "/v1/restore", after: delay)
-                service = next
-                port = nextPort
-                let job = try await job(port: port, id)
+            try await killAtInstants(
+                12, over: duration, service: &service, port: &port, config: config, "/v1/restore"
+            ) { delay, job in
                 let state = job["state"] as? String
                 let code = (job["error"] as? [String: Any])?["code"] as? String
                 if state == "success" {
@@ -144,12 +147,9 @@ extension ShmTests {
 
             var complete = 0
             var interrupted = 0
-            for delay in spread(duration, 8) {
-                let (next, nextPort, id) = try await killDuring(
-                    service, port: port, config: config, "/v1/backup", after: delay)
-                service = next
-                port = nextPort
-                let job = try await job(port: port, id)
+            try await killAtInstants(
+                8, over: duration, service: &service, port: &port, config: config, "/v1/backup"
+            ) { delay, job in
                 let backupID = try #require(job["backup"] as? String, "\(job)")
                 let path = directory.path + "/backups/" + backupID
                 let published = checkAfterKill(path, segments, instant: "killed after \(delay)")

@@ -146,3 +146,17 @@ func waitUntilStarted(port: Int, _ id: String) async throws -> [String: Any] {
 /// Every test that plans or runs jobs on instance 14 runs one at a time: their segments are hundreds of MiB
 /// and the machine has two cores shared with the other suites.
 @Suite(.serialized) struct ShmTests {}
+
+extension Config {
+    /// One instance and a state directory, built in code, for a service or queue run inside the test process
+    /// (port 0: the kernel picks a free one when the service starts).
+    static func inProcess(stateDir: String, instance: Int, backupPath: String, namespaces: [String]) -> Config {
+        var settings = ServiceSettings()
+        settings.port = 0
+        settings.stateDir = stateDir
+        return Config(
+            file: "", service: settings,
+            instances: [InstanceConfig(instance: instance, backupPath: backupPath, namespaces: namespaces)],
+            authToken: nil)
+    }
+}
