@@ -7,17 +7,9 @@ public enum SegmentKind: String, Sendable, Codable, CaseIterable {
     case secondaryStage = "si-stage"
     case dataStage = "data-stage"
 
-    /// Order in which asmt processes files: base, treex, primary stages, meta, secondary stages, data.
-    var order: Int {
-        switch self {
-        case .base: 0
-        case .treex: 1
-        case .primaryStage: 2
-        case .meta: 3
-        case .secondaryStage: 4
-        case .dataStage: 5
-        }
-    }
+    /// Order in which asmt processes files, the order of the cases: base, treex, primary stages, meta, secondary
+    /// stages, data.
+    var order: Int { Self.allCases.firstIndex(of: self) ?? 0 }
 
     /// Base and meta are never compressed.
     package var compressible: Bool { self != .base && self != .meta }

@@ -104,14 +104,12 @@ final class QueueHarness: Sendable {
 
     func backup(_ instance: Int = 14, dryRun: Bool = false) async throws(APIError) -> Submission {
         try await queue.submitBackup(
-            BackupSubmission(
-                instance: instance, namespaces: nil, compress: nil, verify: nil, threads: nil, dryRun: dryRun))
+            BackupSubmission(instance: instance, dryRun: dryRun, options: BackupOptions()))
     }
 
     func restore(_ instance: Int = 14, backup: String? = nil) async throws(APIError) -> Submission {
         try await queue.submitRestore(
-            RestoreSubmission(
-                instance: instance, namespaces: ["x"], backup: backup, verify: nil, threads: nil, dryRun: false))
+            RestoreSubmission(instance: instance, namespaces: ["x"], options: RestoreOptions(backup: backup)))
     }
 
     /// The accepted job's id; records an issue otherwise.

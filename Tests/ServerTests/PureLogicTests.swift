@@ -13,13 +13,14 @@ struct RequestDecodingTests {
         #expect(
             r
                 == BackupSubmission(
-                    instance: 0, namespaces: ["test"], compress: true, verify: false, threads: 2, dryRun: true))
+                    instance: 0, namespaces: ["test"], verify: false, threads: 2, dryRun: true,
+                    options: BackupOptions(compress: true)))
     }
 
     @Test func onlyInstanceIsRequired() throws {
         let r = try RestoreSubmission.decode(bytes(#"{"instance": 7}"#))
         #expect(
-            r == RestoreSubmission(instance: 7, namespaces: nil, backup: nil, verify: nil, threads: nil, dryRun: false))
+            r == RestoreSubmission(instance: 7, options: RestoreOptions()))
     }
 
     @Test(arguments: [

@@ -58,9 +58,14 @@ enum EngineCLI {
     }
 
     /// The instance's lock for a CLI job (runtime directory from `ASMTD_RUNTIME_DIR`, else /run/asmtd): the
-    /// service and other asmtd commands then refuse the instance with INSTANCE_BUSY until this job ends.
-    static func lockInstance(_ instance: Int, job: String) throws(EngineError) -> InstanceLock {
-        try InstanceLock.acquire(instance: instance, holder: "asmtd \(job) (CLI)")
+    /// service and other asmtd commands then refuse the instance with INSTANCE_BUSY until this job ends. A refusal
+    /// is printed and exits with its status.
+    static func lockInstance(_ instance: Int, job: String) throws(ExitCode) -> InstanceLock {
+        do {
+            return try InstanceLock.acquire(instance: instance, holder: "asmtd \(job) (CLI)")
+        } catch {
+            throw fail(error)
+        }
     }
 
     /// A local backup or restore: plans (a refusal exits at once with its status), runs with the progress

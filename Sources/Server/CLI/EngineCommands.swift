@@ -22,6 +22,12 @@ struct EngineJobOptions: ParsableArguments {
     var namespaces: [String] { namespace.split(separator: ",").map(String.init).filter { !$0.isEmpty } }
 }
 
+/// `--compress` of the commands that write or plan backup files.
+struct CompressOption: ParsableArguments {
+    @Flag(help: "Compress stages (.dat.gz); base and meta stay plain.")
+    var compress = false
+}
+
 struct AnalyzeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "analyze", abstract: "Check a backup or restore without writing anything and print the plan.")
@@ -31,8 +37,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
     @Flag(help: "Analyze a restore from --path instead of a backup into it.")
     var restore = false
 
-    @Flag(help: "Plan compressed files (backup analysis).")
-    var compress = false
+    @OptionGroup var format: CompressOption
 
     @Flag(help: "Print the plan as JSON (as the API's dry run answers it).")
     var json = false
@@ -41,7 +46,7 @@ struct AnalyzeCommand: AsyncParsableCommand {
         try EngineCLI.requireRoot("analyze")
         let options = options
         let restore = restore
-        let compress = compress
+        let compress = format.compress
         let plan: (instance: Int, directory: String, segments: [PlannedSegment], total: UInt64, data: Data?)
         do {
             plan = try await EngineCLI.blocking { () throws(EngineError) in
@@ -81,8 +86,7 @@ struct BackupCommand: AsyncParsableCommand {
 
     @OptionGroup var options: EngineJobOptions
 
-    @Flag(help: "Compress stages (.dat.gz); base and meta stay plain.")
-    var compress = false
+    @OptionGroup var format: CompressOption
 
     @Flag(inversion: .prefixedNo, help: "Read the files back and check them against the segments.")
     var verify = true
@@ -91,16 +95,12 @@ struct BackupCommand: AsyncParsableCommand {
 
     func run() async throws {
         try EngineCLI.requireRoot("backup")
+        let compress = format.compress
         let request = BackupRequest(
             instance: options.instance, namespaces: options.namespaces, directory: options.path, compress: compress,
             verify: verify, threads: options.threads)
         let started = Date()
-        let lock: InstanceLock
-        do {
-            lock = try EngineCLI.lockInstance(request.instance, job: "backup to \(request.directory)")
-        } catch {
-            throw EngineCLI.fail(error)
-        }
+        let lock = try EngineCLI.lockInstance(request.instance, job: "backup to \(request.directory)")
         defer { lock.release() }
         let manifest = try await EngineCLI.runJob(
             .backup,
@@ -158,12 +158,7 @@ struct RestoreCommand: AsyncParsableCommand {
             try entry.save()
             journaled.withLock { $0 = true }
         }
-        let lock: InstanceLock
-        do {
-            lock = try EngineCLI.lockInstance(request.instance, job: "restore from \(request.directory)")
-        } catch {
-            throw EngineCLI.fail(error)
-        }
+        let lock = try EngineCLI.lockInstance(request.instance, job: "restore from \(request.directory)")
         defer { lock.release() }
         let started = Date()
         let plan: RestorePlan

@@ -81,14 +81,14 @@ struct ServeCommand: AsyncParsableCommand {
     }
 }
 
-struct ValidateCommand: AsyncParsableCommand {
+struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Check a configuration file and exit: 0 when valid, 78 with every error otherwise.")
 
     @OptionGroup var configFile: ConfigFileOption
 
-    func run() async throws {
+    func run() throws {
         let loaded = try configFile.load()
         let instances = loaded.instances.map { "\($0.instance) (\($0.namespaces.joined(separator: ",")))" }
         print("\(loaded.file): valid; instances \(instances.joined(separator: ", "))")

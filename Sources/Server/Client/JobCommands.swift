@@ -162,45 +162,49 @@ struct SubmissionBody: Encodable {
     var bytes: [UInt8] { Array((try? JSONEncoder().encode(self)) ?? Data()) }
 }
 
-/// Submits; a dry run prints the plan, an accepted job is followed or printed.
-private func submit(
-    _ path: String, _ body: SubmissionBody, client clientOptions: ClientOptions, follow: FollowOptions
-) throws(ExitCode) {
-    let client = try clientOptions.client()
-    let response = try ClientOutput.orExit { () throws(ClientError) in try client.call("POST", path, body: body.bytes) }
-    if body.dryRun == true {
-        ClientOutput.printPlan(response.body, json: follow.json)
-        return
-    }
-    let job = try ClientOutput.orExit { () throws(ClientError) in try JobClient.decodeJob(response.body) }
-    try ClientOutput.follow(client, submitted: job, body: response.body, options: follow)
-}
-
-/// `--instance` and `--namespace` of the commands that start a job.
-struct JobTargetOptions: ParsableArguments {
+/// What `asmtd job backup` and `asmtd job restore` share: the service, the target, the settings both jobs take, and
+/// following the job.
+struct JobSubmitOptions: ParsableArguments {
+    @OptionGroup var client: ClientOptions
     @Option(help: "Aerospike instance (0..15).") var instance: Int = 0
     @Option(help: "Namespaces, comma-separated (default: the instance's configured ones).") var namespace: String?
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Verify: a backup reads its files back, a restore checks CRC-32s (default: the instance's setting).")
+    var verify: Bool?
+    @Option(help: "I/O threads, and compression threads for backups (0 = one per core).") var threads: Int?
+    @Flag(help: "Check and print the plan only.") var dryRun = false
+    @OptionGroup var follow: FollowOptions
 
     var namespaces: [String]? { namespace.map { $0.split(separator: ",").map(String.init).filter { !$0.isEmpty } } }
+
+    /// Submits; a dry run prints the plan, an accepted job is followed or printed.
+    func submit(_ path: String, compress: Bool? = nil, backup: String? = nil) throws(ExitCode) {
+        let body = SubmissionBody(
+            instance: instance, namespaces: namespaces, compress: compress, verify: verify, threads: threads,
+            backup: backup, dryRun: dryRun ? true : nil)
+        let client = try client.client()
+        let response = try ClientOutput.orExit { () throws(ClientError) in
+            try client.call("POST", path, body: body.bytes)
+        }
+        if dryRun {
+            ClientOutput.printPlan(response.body, json: follow.json)
+            return
+        }
+        let job = try ClientOutput.orExit { () throws(ClientError) in try JobClient.decodeJob(response.body) }
+        try ClientOutput.follow(client, submitted: job, body: response.body, options: follow)
+    }
 }
 
 struct JobBackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup", abstract: "Start a backup on the service (POST /v1/backup).")
 
-    @OptionGroup var client: ClientOptions
-    @OptionGroup var target: JobTargetOptions
+    @OptionGroup var job: JobSubmitOptions
     @Flag(inversion: .prefixedNo, help: "Compress stages (default: the instance's setting).") var compress: Bool?
-    @Flag(inversion: .prefixedNo, help: "Verify what was written (default: the instance's setting).") var verify: Bool?
-    @Option(help: "I/O and compression threads (0 = one per core).") var threads: Int?
-    @Flag(help: "Check and print the plan only.") var dryRun = false
-    @OptionGroup var follow: FollowOptions
 
     func run() throws {
-        let body = SubmissionBody(
-            instance: target.instance, namespaces: target.namespaces, compress: compress, verify: verify,
-            threads: threads, dryRun: dryRun ? true : nil)
-        try submit("/v1/backup", body, client: client, follow: follow)
+        try job.submit("/v1/backup", compress: compress)
     }
 }
 
@@ -208,19 +212,11 @@ struct JobRestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore", abstract: "Start a restore on the service (POST /v1/restore).")
 
-    @OptionGroup var client: ClientOptions
-    @OptionGroup var target: JobTargetOptions
+    @OptionGroup var job: JobSubmitOptions
     @Option(help: "The backup id (default: the newest complete backup holding the namespaces).") var backup: String?
-    @Flag(inversion: .prefixedNo, help: "Verify CRC-32s (default: the instance's setting).") var verify: Bool?
-    @Option(help: "I/O threads (0 = one per core).") var threads: Int?
-    @Flag(help: "Check and print the plan only.") var dryRun = false
-    @OptionGroup var follow: FollowOptions
 
     func run() throws {
-        let body = SubmissionBody(
-            instance: target.instance, namespaces: target.namespaces, verify: verify, threads: threads, backup: backup,
-            dryRun: dryRun ? true : nil)
-        try submit("/v1/restore", body, client: client, follow: follow)
+        try job.submit("/v1/restore", backup: backup)
     }
 }
 
@@ -262,17 +258,27 @@ struct JobListCommand: ParsableCommand {
     }
 }
 
+/// The service, the job id and `--json` of the commands about one job.
+struct OneJobOptions: ParsableArguments {
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The job id.") var id: String
+    @Flag(help: "Print the job as JSON, as the API answers it (after a wait: the final job).") var json = false
+
+    /// Prints the job: its JSON with `--json`, else one line.
+    func print(_ job: JobResource, body: [UInt8]) {
+        if json { ClientOutput.printBody(body) } else { Swift.print(ClientOutput.summary(job)) }
+    }
+}
+
 struct JobShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one job.")
 
-    @OptionGroup var client: ClientOptions
-    @Argument(help: "The job id.") var id: String
-    @Flag(help: "Print JSON, as GET /v1/jobs/{id} answers it.") var json = false
+    @OptionGroup var job: OneJobOptions
 
     func run() throws {
-        let client = try client.client()
-        let answer = try ClientOutput.orExit { () throws(ClientError) in try client.job(id) }
-        if json { ClientOutput.printBody(answer.body) } else { print(ClientOutput.summary(answer.job)) }
+        let client = try job.client.client()
+        let answer = try ClientOutput.orExit { () throws(ClientError) in try client.job(job.id) }
+        job.print(answer.job, body: answer.body)
     }
 }
 
@@ -281,18 +287,16 @@ struct JobWaitCommand: ParsableCommand {
         commandName: "wait",
         abstract: "Wait for a job to end (long-poll); exit 0 on success, else the status of its error code.")
 
-    @OptionGroup var client: ClientOptions
-    @Argument(help: "The job id.") var id: String
+    @OptionGroup var job: OneJobOptions
     @Flag(help: "Show the progress line even when stderr is not a terminal.") var progress = false
-    @Flag(help: "Print the final job as JSON.") var json = false
 
     func run() throws {
-        let client = try client.client()
-        let answer = try ClientOutput.orExit { () throws(ClientError) in try client.job(id) }
+        let client = try job.client.client()
+        let answer = try ClientOutput.orExit { () throws(ClientError) in try client.job(job.id) }
         var options = FollowOptions()
         options.wait = true
         options.progress = progress
-        options.json = json
+        options.json = job.json
         try ClientOutput.follow(client, submitted: answer.job, body: answer.body, options: options)
     }
 }
@@ -301,23 +305,22 @@ struct JobCancelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cancel", abstract: "Cancel a queued or running job (it removes what it wrote or created).")
 
-    @OptionGroup var client: ClientOptions
-    @Argument(help: "The job id.") var id: String
+    @OptionGroup var job: OneJobOptions
     @Flag(help: "Wait until the job has ended and cleaned up; exit 0 when it ends canceled.") var wait = false
-    @Flag(help: "Print the job as JSON.") var json = false
 
     func run() throws {
-        let client = try client.client()
+        let client = try job.client.client()
+        let id = job.id
         let response = try ClientOutput.orExit { () throws(ClientError) in
             try client.call("POST", "/v1/jobs/\(ServerURL.segment(id))/cancel")
         }
         guard wait else {
-            if json { ClientOutput.printBody(response.body) } else { print("cancel requested for job \(id)") }
+            if job.json { ClientOutput.printBody(response.body) } else { print("cancel requested for job \(id)") }
             return
         }
         let final = try ClientOutput.orExit { () throws(ClientError) in try client.waitForEnd(id, often: false) { _ in }
         }
-        if json { ClientOutput.printBody(final.body) } else { print(ClientOutput.summary(final.job)) }
+        job.print(final.job, body: final.body)
         if final.job.state != .canceled && final.job.exitStatus != .success {
             throw ExitCode(final.job.exitStatus.rawValue)
         }

@@ -114,7 +114,7 @@ final class JobQueue: Sendable {
         let directory = Paths.join(instance.backupPath, id)
         let request = BackupRequest(
             instance: instance.instance, namespaces: namespaces, directory: directory,
-            compress: submission.compress ?? instance.compress, verify: submission.verify ?? instance.verify,
+            compress: submission.options.compress ?? instance.compress, verify: submission.verify ?? instance.verify,
             threads: submission.threads ?? instance.threads)
         let engine = self.engine
         let plan = try await Blocking.run { () throws(EngineError) -> BackupPlan in try engine.planBackup(request) }
@@ -142,12 +142,13 @@ final class JobQueue: Sendable {
         defer { release(reservation) }
         let (id, instance, namespaces) = (reservation.job, reservation.instance, reservation.namespaces)
         let registry = self.registry
-        let backup = try BackupSelection.choose(submission.backup, instance: instance, namespaces: namespaces) {
+        let backup = try BackupSelection.choose(submission.options.backup, instance: instance, namespaces: namespaces) {
             backup in
             guard let user = registry.user(ofBackup: backup), registry.job(user)?.type == .backup else { return nil }
             return user
         }
-        let warnings = try warm?.checkRestore(backup: backup, namespaces: namespaces, force: submission.force) ?? []
+        let warnings =
+            try warm?.checkRestore(backup: backup, namespaces: namespaces, force: submission.options.force) ?? []
         warm?.willAttach(instance.instance)
         defer { if !reservation.committed { warm?.didDetach(instance.instance) } }
         // Held from now on, so that a DELETE cannot remove it between the plan and the run.
@@ -166,7 +167,7 @@ final class JobQueue: Sendable {
             id, .restore,
             JobRequest(
                 instance: instance.instance, namespaces: namespaces, compress: nil, verify: request.verify,
-                threads: request.threads, force: submission.force ? true : nil),
+                threads: request.threads, force: submission.options.force ? true : nil),
             backup: backup, path: directory, segments: plan.segments, totalBytes: plan.totalBytes)
         record.warnings = warnings.isEmpty ? nil : warnings
         try accept(record)

@@ -12,9 +12,9 @@ final class Service: Sendable {
     let jobs: JobQueue
     let watcher: Watcher
     let notify: SDNotify
-    let auto: AutoMode
-    let router: Router
     let http: HTTPServer
+    /// Set by a second SIGTERM: the stop-time work is abandoned (running jobs are canceled by the caller).
+    let stopWorkAbandoned = CancellationToken()
 
     init(config: Config, logger: Logger) {
         self.config = config
@@ -29,10 +29,8 @@ final class Service: Sendable {
         self.jobs = jobs
         let notify = SDNotify()
         self.notify = notify
-        self.auto = AutoMode(config: config, jobs: jobs, watcher: watcher, logger: logger, notify: notify)
         let api = API(config: config, jobs: jobs, metrics: metrics, watcher: watcher)
         let router = api.router()
-        self.router = router
         var http = HTTPServerConfiguration()
         http.host = config.service.address
         http.port = config.service.port
@@ -85,7 +83,7 @@ final class Service: Sendable {
 
     /// The start-up restores of the automatic mode, then READY=1 (asd, ordered after asmtd, starts only then).
     func becomeReady() async {
-        let summary = await auto.startupRestores()
+        let summary = await startupRestores()
         let status = summary.isEmpty ? "ready" : "ready; " + summary.joined(separator: "; ")
         notify.ready(status: status)
         logger.info("ready", metadata: ["status": "\(status)", "notify": "\(notify.enabled)"])
@@ -93,7 +91,7 @@ final class Service: Sendable {
 
     /// A second SIGTERM/SIGINT: cancel running jobs now and abandon the remaining stop-time backups.
     func cancelShutdownWork() {
-        auto.abandoned.cancel()
+        stopWorkAbandoned.cancel()
         jobs.cancelAll()
     }
 
@@ -105,9 +103,9 @@ final class Service: Sendable {
         logger.info("shutting down", metadata: ["running-jobs": .typed(active)])
         await jobs.drain(timeout: .milliseconds(config.service.shutdownTimeoutMs))
         await http.shutdown(gracePeriod: .seconds(5))
-        if auto.needed && !auto.abandoned.isCancelled {
+        if autoBackupNeeded && !stopWorkAbandoned.isCancelled {
             jobs.acceptInternalJobs()
-            await auto.stopBackups()
+            await stopBackups()
             jobs.stopAccepting()
         }
         watcher.stop()

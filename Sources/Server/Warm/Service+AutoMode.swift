@@ -1,18 +1,10 @@
 import Logging
 import ShmEngine
 
-/// The automatic mode under systemd: the restore before READY and the backup at stop, each through
-/// the ordinary job queue (same checks, records and clean-up as an API job).
-struct AutoMode: Sendable {
-    let config: Config
-    let jobs: JobQueue
-    let watcher: Watcher
-    let logger: Logger
-    let notify: SDNotify
-    /// Set by a second SIGTERM: the stop-time work is abandoned (running jobs are canceled by the caller).
-    let abandoned = CancellationToken()
-
-    var needed: Bool { config.instances.contains { $0.auto.backupOnStop } }
+/// The automatic mode under systemd: the restore before READY and the backup at stop, each through the ordinary job
+/// queue (same checks, records and clean-up as an API job). The decisions are `AutoDecisions`'; this is their I/O.
+extension Service {
+    var autoBackupNeeded: Bool { config.instances.contains { $0.auto.backupOnStop } }
 
     // MARK: start
 
@@ -51,8 +43,7 @@ struct AutoMode: Sendable {
             return "restore skipped: \(reason)"
         case .restore(let backup, let namespaces):
             let submission = RestoreSubmission(
-                instance: instance.instance, namespaces: namespaces, backup: backup, verify: nil, threads: nil,
-                dryRun: false)
+                instance: instance.instance, namespaces: namespaces, options: RestoreOptions(backup: backup))
             notify.status("instance \(instance.instance): restoring backup \(backup)")
             let id: String
             do {
@@ -66,7 +57,8 @@ struct AutoMode: Sendable {
                 return "restore refused: \(error.message)"
             }
             let limit = Double(instance.auto.restoreTimeoutMs) / 1000
-            let final = await wait(id, limit: limit, what: "instance \(instance.instance): restoring \(backup)")
+            let final = await waitForAutoJob(
+                id, limit: limit, what: "instance \(instance.instance): restoring \(backup)")
             let outcome = final?.state.rawValue ?? "unknown"
             logger.info(
                 "start-up restore finished",
@@ -85,7 +77,7 @@ struct AutoMode: Sendable {
     /// whose segments are clean, unattached and not covered by a fresh backup.
     func stopBackups() async {
         for instance in config.instances where instance.auto.backupOnStop {
-            if abandoned.isCancelled {
+            if stopWorkAbandoned.isCancelled {
                 logger.warning(
                     "stop-time backup abandoned (second signal)", metadata: ["instance": "\(instance.instance)"])
                 continue
@@ -113,11 +105,11 @@ struct AutoMode: Sendable {
         guard !decision.namespaces.isEmpty else { return }
         notify.status("instance \(instance.instance): backing up \(decision.namespaces.joined(separator: ", "))")
         let submission = BackupSubmission(
-            instance: instance.instance, namespaces: decision.namespaces, compress: nil, verify: nil, threads: nil,
-            dryRun: false)
+            instance: instance.instance, namespaces: decision.namespaces, options: BackupOptions())
         do {
             guard case .accepted(let record) = try await jobs.submitBackup(submission) else { return }
-            let final = await wait(record.id, limit: nil, what: "instance \(instance.instance): stop-time backup")
+            let final = await waitForAutoJob(
+                record.id, limit: nil, what: "instance \(instance.instance): stop-time backup")
             logger.info(
                 "stop-time backup finished",
                 metadata: [
@@ -134,7 +126,7 @@ struct AutoMode: Sendable {
 
     /// Waits for a job, telling systemd it is making progress (EXTEND_TIMEOUT_USEC, STATUS=) every 5 s; cancels it
     /// after `limit` seconds (its clean-up runs) and waits for its end.
-    private func wait(_ id: String, limit: Double?, what: String) async -> JobRecord? {
+    private func waitForAutoJob(_ id: String, limit: Double?, what: String) async -> JobRecord? {
         let begin = Time.monotonic()
         var lastNotice = -10.0
         var canceled = false
