@@ -54,8 +54,44 @@ struct RequestDecodingTests {
     @Test func unknownFieldsGetASuggestion() {
         do {
             _ = try BackupSubmission.decode(bytes(#"{"instance":0,"dryrun":true}"#))
+            Issue.record("accepted an unknown field")
         } catch {
             #expect(error.message == #"unknown field "dryrun"; did you mean "dry-run"?"#)
+        }
+    }
+
+    @Test func restoreRequestWithEveryField() throws {
+        let r = try RestoreSubmission.decode(
+            bytes(
+                #"{"instance":3,"namespaces":["a"],"backup":"b-1","verify":true,"threads":4,"dry-run":true,"force":true}"#
+            ))
+        #expect(
+            r
+                == RestoreSubmission(
+                    instance: 3, namespaces: ["a"], verify: true, threads: 4, dryRun: true,
+                    options: RestoreOptions(backup: "b-1", force: true)))
+    }
+
+    /// Each job type knows its own fields only: `compress` is not a restore's, `backup` and `force` not a backup's.
+    @Test func theOtherTypesFieldsAreUnknown() {
+        expectUnknownField { () throws(APIError) in
+            _ = try RestoreSubmission.decode(bytes(#"{"instance":0,"compress":true}"#))
+        }
+        expectUnknownField { () throws(APIError) in
+            _ = try BackupSubmission.decode(bytes(#"{"instance":0,"backup":"b-1"}"#))
+        }
+        expectUnknownField { () throws(APIError) in
+            _ = try BackupSubmission.decode(bytes(#"{"instance":0,"force":true}"#))
+        }
+    }
+
+    func expectUnknownField(_ decode: () throws(APIError) -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            try decode()
+            Issue.record("accepted a field of the other job type", sourceLocation: sourceLocation)
+        } catch {
+            #expect(error.code == .invalidField, sourceLocation: sourceLocation)
+            #expect(error.message.hasPrefix("unknown field"), "\(error.message)", sourceLocation: sourceLocation)
         }
     }
 
