@@ -40,4 +40,10 @@ struct TextTests {
         #expect("btime 12 \n".dropFirst(6).trimmingWhitespace() == "12")
         #expect("  ".trimmingWhitespace() == "")
     }
+
+    @Test func commaListsDropEmptyItems() {
+        #expect("a,,b,".commaSeparated == ["a", "b"])
+        #expect("test".commaSeparated == ["test"])
+        #expect(",".commaSeparated.isEmpty)
+    }
 }

@@ -45,8 +45,8 @@ struct CleanupCommand: AsyncParsableCommand {
 
     func run() async throws {
         let instance = instance
-        let namespaces = namespace.map { $0.split(separator: ",").map(String.init).filter { !$0.isEmpty } }
-        let directories = path.map { $0.split(separator: ",").map(String.init).filter { !$0.isEmpty } } ?? []
+        let namespaces = namespace?.commaSeparated
+        let directories = path?.commaSeparated ?? []
         let force = force
         if let namespaces, namespaces.isEmpty { throw EngineCLI.fail(message: "--namespace names no namespace") }
         let report: Report

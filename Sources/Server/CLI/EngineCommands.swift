@@ -19,7 +19,7 @@ struct EngineJobOptions: ParsableArguments {
     @Option(help: "I/O and compression threads (0 = one per core).")
     var threads: Int = 0
 
-    var namespaces: [String] { namespace.split(separator: ",").map(String.init).filter { !$0.isEmpty } }
+    var namespaces: [String] { namespace.commaSeparated }
 }
 
 /// `--compress` of the commands that write or plan backup files.

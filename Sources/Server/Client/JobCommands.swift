@@ -176,7 +176,7 @@ struct JobSubmitOptions: ParsableArguments {
     @Flag(help: "Check and print the plan only.") var dryRun = false
     @OptionGroup var follow: FollowOptions
 
-    var namespaces: [String]? { namespace.map { $0.split(separator: ",").map(String.init).filter { !$0.isEmpty } } }
+    var namespaces: [String]? { namespace?.commaSeparated }
 
     /// Submits; a dry run prints the plan, an accepted job is followed or printed.
     func submit(_ path: String, compress: Bool? = nil, backup: String? = nil) throws(ExitCode) {
@@ -265,8 +265,8 @@ struct OneJobOptions: ParsableArguments {
     @Flag(help: "Print the job as JSON, as the API answers it (after a wait: the final job).") var json = false
 
     /// Prints the job: its JSON with `--json`, else one line.
-    func print(_ job: JobResource, body: [UInt8]) {
-        if json { ClientOutput.printBody(body) } else { Swift.print(ClientOutput.summary(job)) }
+    func show(_ job: JobResource, body: [UInt8]) {
+        if json { ClientOutput.printBody(body) } else { print(ClientOutput.summary(job)) }
     }
 }
 
@@ -278,7 +278,7 @@ struct JobShowCommand: ParsableCommand {
     func run() throws {
         let client = try job.client.client()
         let answer = try ClientOutput.orExit { () throws(ClientError) in try client.job(job.id) }
-        job.print(answer.job, body: answer.body)
+        job.show(answer.job, body: answer.body)
     }
 }
 
@@ -320,7 +320,7 @@ struct JobCancelCommand: ParsableCommand {
         }
         let final = try ClientOutput.orExit { () throws(ClientError) in try client.waitForEnd(id, often: false) { _ in }
         }
-        job.print(final.job, body: final.body)
+        job.show(final.job, body: final.body)
         if final.job.state != .canceled && final.job.exitStatus != .success {
             throw ExitCode(final.job.exitStatus.rawValue)
         }

@@ -7,3 +7,9 @@ extension StringProtocol {
         return String(s)
     }
 }
+
+extension String {
+    /// The items of a comma-separated command-line value, empty ones dropped (`a,,b,` is a and b). The one place
+    /// `--namespace` and `--path` lists are split.
+    var commaSeparated: [String] { split(separator: ",").map(String.init) }
+}
