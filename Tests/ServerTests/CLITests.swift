@@ -17,7 +17,8 @@ struct CLIRun: Sendable {
 
     /// Runs `asmtd arguments` to its end off the cooperative pool (as `user`, through runuser, when given).
     static func run(
-        _ arguments: [String], environment: [String: String]? = nil, user: String? = nil
+        _ arguments: [String], environment: [String: String]? = nil, user: String? = nil,
+        binary: String = AsmtdProcess.binary
     ) async throws
         -> CLIRun
     {
@@ -25,9 +26,9 @@ struct CLIRun: Sendable {
             let process = Process()
             if let user {
                 process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-                process.arguments = ["-u", user, "--", AsmtdProcess.binary] + arguments
+                process.arguments = ["-u", user, "--", binary] + arguments
             } else {
-                process.executableURL = URL(fileURLWithPath: AsmtdProcess.binary)
+                process.executableURL = URL(fileURLWithPath: binary)
                 process.arguments = arguments
             }
             if let environment { process.environment = environment }
@@ -222,9 +223,15 @@ extension ShmTests {
         }
 
         @Test func notRootIsNotPermitted() async throws {
+            // A copy nobody can run: the checkout may lie below a directory only root may enter (mktemp -d's 0700).
+            let directory = try TemporaryDirectory()
+            let binary = directory.path + "/asmtd"
+            try FileManager.default.copyItem(atPath: AsmtdProcess.binary, toPath: binary)
+            try #require(chmod(directory.path, 0o755) == 0 && chmod(binary, 0o755) == 0)
             for command in ["analyze", "backup", "restore"] {
                 let run = try await CLIRun.run(
-                    [command, "--instance", "15", "--namespace", "cli-noperm", "--path", "/tmp/none"], user: "nobody")
+                    [command, "--instance", "15", "--namespace", "cli-noperm", "--path", "/tmp/none"], user: "nobody",
+                    binary: binary)
                 #expect(run.status == 77, "\(command): \(run.status) \(run.stderr)")
                 #expect(run.stderr.contains("must run as root"))
             }
